@@ -1,0 +1,11 @@
+//! Peapod's control plane: the Kubernetes API server, the store behind it,
+//! and the loops that run inside the control plane.
+
+pub mod error;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod resources;
+pub mod selector;
+pub mod store;
+pub mod version;

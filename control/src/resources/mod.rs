@@ -1,0 +1,180 @@
+//! The kinds Peapod serves, and what each one means: scope, names,
+//! subresources, and the per-kind rules (defaults, validation, printing).
+//!
+//! Types come from `k8s-openapi`; this module only adds what the API server
+//! needs to know about them beyond their shape.
+
+mod catalog;
+pub mod defaults;
+pub mod fields;
+pub mod lifecycle;
+pub mod table;
+pub mod validation;
+
+pub use catalog::Catalog;
+
+use schemars::{Schema, SchemaGenerator};
+use serde_json::Value;
+
+/// A subresource path segment a kind answers, e.g. `status` or `scale`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    Status,
+    Scale,
+    Binding,
+    Eviction,
+    Log,
+    Exec,
+    Attach,
+    PortForward,
+    Proxy,
+    Finalize,
+}
+
+impl Subresource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Eviction => "eviction",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
+            Subresource::Proxy => "proxy",
+            Subresource::Finalize => "finalize",
+        }
+    }
+
+    /// (group, version, kind) of the body this subresource speaks, when it
+    /// is not the parent kind itself.
+    pub fn body_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
+            Subresource::Binding => Some(("", "v1", "Binding")),
+            Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+            Subresource::Exec => Some(("", "v1", "PodExecOptions")),
+            Subresource::Attach => Some(("", "v1", "PodAttachOptions")),
+            Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
+            Subresource::Proxy => Some(("", "v1", "PodProxyOptions")),
+            Subresource::Status | Subresource::Log | Subresource::Finalize => None,
+        }
+    }
+
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                &["create", "get"]
+            }
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
+            Subresource::Finalize => &["update"],
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Subresource> {
+        ALL_SUBRESOURCES.iter().copied().find(|sub| sub.name() == s)
+    }
+}
+
+const ALL_SUBRESOURCES: &[Subresource] = &[
+    Subresource::Status,
+    Subresource::Scale,
+    Subresource::Binding,
+    Subresource::Eviction,
+    Subresource::Log,
+    Subresource::Exec,
+    Subresource::Attach,
+    Subresource::PortForward,
+    Subresource::Proxy,
+    Subresource::Finalize,
+];
+
+/// One served resource: a kind at a group-version.
+pub struct ResourceType {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub list_kind: &'static str,
+    pub plural: &'static str,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// The OpenAPI schema name, e.g. `io.k8s.api.core.v1.Pod`.
+    pub schema_name: String,
+    /// Adds the kind's schema (and everything it references) to a generator.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// Decodes into the typed form and back: checks types and drops unknown fields.
+    pub normalize: fn(Value) -> Result<Value, DecodeError>,
+}
+
+/// A body that does not decode as its kind.
+#[derive(Debug)]
+pub struct DecodeError {
+    /// Dotted path of the offending field, empty for the root.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// The store key prefix for every object of this resource.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("{group}/{}/", self.plural)
+    }
+
+    /// The store key prefix for one namespace (or all, when `None`).
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+
+    /// `pods`, or `deployments.apps` as Kubernetes names resources in messages.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+}

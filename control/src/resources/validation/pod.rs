@@ -1,0 +1,308 @@
+//! Pods and pod templates.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use super::{Errors, meta, names};
+use crate::error::FieldError;
+use crate::resources::defaults::volume_sources;
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+pub fn pod(object: &Value, old: Option<&Value>, errs: &mut Errors) {
+    let spec = &object["spec"];
+    pod_spec(spec, "spec", errs);
+    if let Some(old) = old {
+        pod_update(spec, &old["spec"], errs);
+    } else if spec["ephemeralContainers"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
+}
+
+/// A pod template inside a workload: labels and spec.
+pub fn template(template: &Value, path: &str, errs: &mut Errors) {
+    if let Some(labels) = template.pointer("/metadata/labels").and_then(Value::as_object) {
+        meta::labels_map(labels, &format!("{path}.labels"), errs);
+    }
+    pod_spec(&template["spec"], &format!("{path}.spec"), errs);
+}
+
+pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
+    let volumes = volumes(spec, path, errs);
+    let containers = spec["containers"].as_array();
+    if containers.is_none_or(|c| c.is_empty()) {
+        errs.push(FieldError::required(format!("{path}.containers"), ""));
+    }
+    let mut names_seen = HashSet::new();
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
+            container(c, &format!("{path}.{list}[{i}]"), &volumes, &mut names_seen, errs);
+            if list == "containers" && c.get("restartPolicy").is_some_and(|r| !r.is_null()) {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{list}[{i}].restartPolicy"),
+                    "may not be set for non-init containers",
+                ));
+            }
+        }
+    }
+    errs.one_of(spec, "restartPolicy", &format!("{path}.restartPolicy"), RESTART_POLICIES);
+    errs.one_of(
+        spec,
+        "dnsPolicy",
+        &format!("{path}.dnsPolicy"),
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+    );
+    if let Some(n) = spec["activeDeadlineSeconds"].as_i64()
+        && n < 1
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.activeDeadlineSeconds"),
+            &json!(n),
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    errs.non_negative(
+        spec,
+        "terminationGracePeriodSeconds",
+        &format!("{path}.terminationGracePeriodSeconds"),
+    );
+    for field in ["hostname", "subdomain"] {
+        if let Some(s) = spec[field].as_str().filter(|s| !s.is_empty()) {
+            errs.name(&format!("{path}.{field}"), s, names::dns1123_label(s));
+        }
+    }
+    if let Some(sel) = spec["nodeSelector"].as_object() {
+        meta::labels_map(sel, &format!("{path}.nodeSelector"), errs);
+    }
+}
+
+/// Checks volumes and returns their names.
+fn volumes(spec: &Value, path: &str, errs: &mut Errors) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    for (i, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
+        let p = format!("{path}.volumes[{i}]");
+        let name = v["name"].as_str().unwrap_or_default();
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{p}.name"), ""));
+        } else {
+            errs.name(&format!("{p}.name"), name, names::dns1123_label(name));
+            if !seen.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(format!("{p}.name"), &json!(name)));
+            }
+        }
+        let sources: Vec<&&str> = volume_sources()
+            .iter()
+            .filter(|s| v.get(**s).is_some_and(|x| !x.is_null()))
+            .collect();
+        if let Some(second) = sources.get(1) {
+            errs.push(FieldError::forbidden(
+                format!("{p}.{second}"),
+                "may not specify more than 1 volume type",
+            ));
+        }
+    }
+    seen
+}
+
+fn container(
+    c: &Value,
+    path: &str,
+    volumes: &HashSet<String>,
+    seen: &mut HashSet<String>,
+    errs: &mut Errors,
+) {
+    let name = c["name"].as_str().unwrap_or_default();
+    if name.is_empty() {
+        errs.push(FieldError::required(format!("{path}.name"), ""));
+    } else {
+        errs.name(&format!("{path}.name"), name, names::dns1123_label(name));
+        if !seen.insert(name.to_string()) {
+            errs.push(FieldError::duplicate(format!("{path}.name"), &json!(name)));
+        }
+    }
+    let image = c["image"].as_str().unwrap_or_default();
+    if image.is_empty() {
+        errs.push(FieldError::required(format!("{path}.image"), ""));
+    } else if image.trim() != image {
+        errs.push(FieldError::invalid(
+            format!("{path}.image"),
+            &json!(image),
+            "must not have leading or trailing whitespace",
+        ));
+    }
+    errs.one_of(
+        c,
+        "imagePullPolicy",
+        &format!("{path}.imagePullPolicy"),
+        &["Always", "IfNotPresent", "Never"],
+    );
+    errs.one_of(
+        c,
+        "terminationMessagePolicy",
+        &format!("{path}.terminationMessagePolicy"),
+        &["File", "FallbackToLogsOnError"],
+    );
+    let mut port_names = HashSet::new();
+    for (i, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
+        let pp = format!("{path}.ports[{i}]");
+        match p["containerPort"].as_i64() {
+            None | Some(0) => errs.push(FieldError::required(format!("{pp}.containerPort"), "")),
+            Some(n) => port_range(n, &format!("{pp}.containerPort"), errs),
+        }
+        if let Some(n) = p["hostPort"].as_i64().filter(|n| *n != 0) {
+            port_range(n, &format!("{pp}.hostPort"), errs);
+        }
+        if let Some(n) = p["name"].as_str().filter(|n| !n.is_empty()) {
+            errs.name(&format!("{pp}.name"), n, names::port_name(n));
+            if !port_names.insert(n.to_string()) {
+                errs.push(FieldError::duplicate(format!("{pp}.name"), &json!(n)));
+            }
+        }
+        errs.one_of(p, "protocol", &format!("{pp}.protocol"), PROTOCOLS);
+    }
+    for (i, e) in c["env"].as_array().into_iter().flatten().enumerate() {
+        let n = e["name"].as_str().unwrap_or_default();
+        let p = format!("{path}.env[{i}].name");
+        if n.is_empty() {
+            errs.push(FieldError::required(p, ""));
+        } else {
+            errs.name(&p, n, names::env_var_name(n));
+        }
+    }
+    let mut mount_paths = HashSet::new();
+    for (i, m) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
+        let p = format!("{path}.volumeMounts[{i}]");
+        let n = m["name"].as_str().unwrap_or_default();
+        if n.is_empty() {
+            errs.push(FieldError::required(format!("{p}.name"), ""));
+        } else if !volumes.contains(n) {
+            errs.push(FieldError::new(
+                crate::error::FieldErrorKind::NotFound,
+                format!("{p}.name"),
+                Some(format!("{n:?}")),
+                "",
+            ));
+        }
+        let mp = m["mountPath"].as_str().unwrap_or_default();
+        if mp.is_empty() {
+            errs.push(FieldError::required(format!("{p}.mountPath"), ""));
+        } else if !mount_paths.insert(mp.to_string()) {
+            errs.push(FieldError::invalid(
+                format!("{p}.mountPath"),
+                &json!(mp),
+                "must be unique",
+            ));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get(probe).filter(|p| p.is_object()) {
+            self::probe(p, &format!("{path}.{probe}"), probe != "readinessProbe", errs);
+        }
+    }
+}
+
+fn port_range(n: i64, path: &str, errs: &mut Errors) {
+    if !(1..=65535).contains(&n) {
+        errs.push(FieldError::invalid(
+            path,
+            &json!(n),
+            "must be between 1 and 65535, inclusive",
+        ));
+    }
+}
+
+fn probe(p: &Value, path: &str, success_must_be_one: bool, errs: &mut Errors) {
+    let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "grpc"]
+        .into_iter()
+        .filter(|h| p.get(*h).is_some_and(|v| !v.is_null()))
+        .collect();
+    match handlers.as_slice() {
+        [] => errs.push(FieldError::required(path, "must specify a handler type")),
+        [_] => {}
+        [_, second, ..] => errs.push(FieldError::forbidden(
+            format!("{path}.{second}"),
+            "may not specify more than 1 handler type",
+        )),
+    }
+    for field in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
+        errs.non_negative(p, field, &format!("{path}.{field}"));
+    }
+    if success_must_be_one
+        && let Some(n) = p["successThreshold"].as_i64().filter(|n| *n != 1)
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.successThreshold"),
+            &json!(n),
+            "must be 1",
+        ));
+    }
+    if let Some(cmd) = p.pointer("/exec")
+        && cmd["command"].as_array().is_none_or(|c| c.is_empty())
+    {
+        errs.push(FieldError::required(format!("{path}.exec.command"), ""));
+    }
+    if let Some(h) = p.get("httpGet").filter(|h| h.is_object()) {
+        errs.one_of(h, "scheme", &format!("{path}.httpGet.scheme"), &["HTTP", "HTTPS"]);
+    }
+}
+
+/// What may change on a pod after creation (images, activeDeadlineSeconds,
+/// added tolerations, removed scheduling gates); everything else is fixed.
+fn pod_update(new: &Value, old: &Value, errs: &mut Errors) {
+    for list in ["containers", "initContainers"] {
+        let n = new[list].as_array().map_or(0, Vec::len);
+        let o = old[list].as_array().map_or(0, Vec::len);
+        if n != o {
+            errs.push(FieldError::forbidden(
+                format!("spec.{list}"),
+                "pod updates may not add or remove containers",
+            ));
+            return;
+        }
+    }
+    let mut a = new.clone();
+    let mut b = old.clone();
+    for v in [&mut a, &mut b] {
+        for list in ["containers", "initContainers"] {
+            for c in v[list].as_array_mut().into_iter().flatten() {
+                c["image"] = Value::Null;
+            }
+        }
+        for field in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "schedulingGates",
+            "terminationGracePeriodSeconds",
+            "nodeName",
+        ] {
+            if let Some(m) = v.as_object_mut() {
+                m.remove(field);
+            }
+        }
+    }
+    // Binding sets `nodeName` once; after that it is fixed.
+    if let Some(old_node) = old["nodeName"].as_str().filter(|n| !n.is_empty())
+        && new["nodeName"].as_str() != Some(old_node)
+    {
+        errs.push(FieldError::forbidden("spec", POD_UPDATE_FORBIDDEN));
+        return;
+    }
+    if a != b {
+        errs.push(FieldError::forbidden("spec", POD_UPDATE_FORBIDDEN));
+    }
+}
