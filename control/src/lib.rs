@@ -9,3 +9,7 @@ pub mod resources;
 pub mod selector;
 pub mod store;
 pub mod version;
+pub mod api;
+pub mod controllers;
+pub mod pki;
+pub mod server;

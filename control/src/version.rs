@@ -1,8 +1,9 @@
 //! The Kubernetes version Peapod speaks, as `/version` reports it.
 //!
-//! The API types are `k8s-openapi`'s `v1_33`; kubectl 1.32 is within the
-//! supported skew of one minor version.
+//! Peapod answers as 1.32, the kubectl it is tested with (kubectl's version
+//! dispatcher picks its client by the server's minor version). The API types
+//! come from `k8s-openapi`'s `v1_33`, a superset of 1.32's.
 
 pub const MAJOR: &str = "1";
-pub const MINOR: &str = "33";
-pub const GIT_VERSION: &str = concat!("v1.33.0-peapod.", env!("CARGO_PKG_VERSION"));
+pub const MINOR: &str = "32";
+pub const GIT_VERSION: &str = concat!("v1.32.0-peapod.", env!("CARGO_PKG_VERSION"));

@@ -10,7 +10,7 @@ mod list;
 mod update;
 
 pub use delete::{DeleteOptions, Deleted, Propagation};
-pub use list::{ListOptions, ListResult};
+pub use list::{ListOptions, ListResult, filter_watch};
 
 use std::sync::Arc;
 
@@ -44,16 +44,19 @@ pub struct WriteOptions {
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn Store>,
-    catalog: Arc<Catalog>,
+    catalog: &'static Catalog,
 }
 
 impl Objects {
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Self {
-        Objects { store, catalog }
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Objects {
+            store,
+            catalog: Catalog::global(),
+        }
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    pub fn catalog(&self) -> &'static Catalog {
+        self.catalog
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

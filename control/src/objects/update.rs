@@ -102,6 +102,8 @@ impl Objects {
                 copy_field(&new, &mut merged, "status");
                 merged
             }
+            // A binding sets the node and the PodScheduled condition together.
+            Some(Subresource::Binding) => new,
             Some(Subresource::Finalize) => {
                 let mut merged = (*current).clone();
                 merged["spec"]["finalizers"] = new

@@ -26,6 +26,12 @@ pub struct Schemas {
 }
 
 impl Schemas {
+    /// The schemas of the global catalog, generated once.
+    pub fn global() -> &'static Schemas {
+        static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+        SCHEMAS.get_or_init(|| Schemas::new(Catalog::global()))
+    }
+
     pub fn new(catalog: &Catalog) -> Schemas {
         let mut generator = SchemaSettings::openapi3().into_generator();
         let mut roots = Vec::new();

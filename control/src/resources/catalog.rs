@@ -74,6 +74,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The catalog of this build, built once.
+    pub fn global() -> &'static Catalog {
+        static CATALOG: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+        CATALOG.get_or_init(Catalog::new)
+    }
+
     pub fn new() -> Catalog {
         let types = vec![
             kind::<core::Namespace>(&["ns"], NONE, &[Status, Finalize]),

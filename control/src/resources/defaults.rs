@@ -23,7 +23,10 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
                 labels.insert("kubernetes.io/metadata.name".into(), name);
             }
         }
-        ("", "Secret") => set_missing(object, "type", json!("Opaque")),
+        ("", "Secret") => {
+            set_missing(object, "type", json!("Opaque"));
+            merge_string_data(object);
+        }
         ("", "PersistentVolumeClaim") => {
             if let Some(spec) = object.get_mut("spec") {
                 set_missing(spec, "volumeMode", json!("Filesystem"));
@@ -150,6 +153,23 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// A Secret's `stringData` is write-only: it is folded into `data`.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(map) = secret.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(v.as_str().unwrap_or_default());
+            data.insert(k, json!(encoded));
+        }
     }
 }
 

@@ -94,6 +94,7 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
 ];
 
 /// One served resource: a kind at a group-version.
+#[derive(Debug)]
 pub struct ResourceType {
     pub group: &'static str,
     pub version: &'static str,

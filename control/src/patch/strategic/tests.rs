@@ -4,11 +4,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::openapi::Schemas;
-use crate::resources::Catalog;
 
 fn schemas() -> &'static Schemas {
-    static S: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
-    S.get_or_init(|| Schemas::new(&Catalog::new()))
+    Schemas::global()
 }
 
 fn pod_spec(original: Value, patch: Value) -> Value {

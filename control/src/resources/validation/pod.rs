@@ -14,7 +14,7 @@ const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than
 
 pub fn pod(object: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = &object["spec"];
-    pod_spec(spec, "spec", errs);
+    pod_spec(spec, "spec", &[], errs);
     if let Some(old) = old {
         pod_update(spec, &old["spec"], errs);
     } else if spec["ephemeralContainers"]
@@ -28,16 +28,18 @@ pub fn pod(object: &Value, old: Option<&Value>, errs: &mut Errors) {
     }
 }
 
-/// A pod template inside a workload: labels and spec.
-pub fn template(template: &Value, path: &str, errs: &mut Errors) {
+/// A pod template inside a workload: labels and spec. `claims` names
+/// volumes the workload adds (a StatefulSet's volume claim templates).
+pub fn template(template: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
     if let Some(labels) = template.pointer("/metadata/labels").and_then(Value::as_object) {
         meta::labels_map(labels, &format!("{path}.labels"), errs);
     }
-    pod_spec(&template["spec"], &format!("{path}.spec"), errs);
+    pod_spec(&template["spec"], &format!("{path}.spec"), claims, errs);
 }
 
-pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
-    let volumes = volumes(spec, path, errs);
+pub fn pod_spec(spec: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
+    let mut volumes = volumes(spec, path, errs);
+    volumes.extend(claims.iter().map(|c| c.to_string()));
     let containers = spec["containers"].as_array();
     if containers.is_none_or(|c| c.is_empty()) {
         errs.push(FieldError::required(format!("{path}.containers"), ""));

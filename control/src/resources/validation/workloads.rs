@@ -89,7 +89,7 @@ pub fn replicated(kind: &str, object: &Value, old: Option<&Value>, errs: &mut Er
         errs.non_negative(spec, f, &format!("spec.{f}"));
     }
     selector_matches_template(spec, "deployment", errs);
-    pod::template(&spec["template"], "spec.template", errs);
+    pod::template(&spec["template"], "spec.template", &[], errs);
     template_restart_always(spec, "ReplicaSet", errs);
     if kind == "Deployment" {
         let strategy = &spec["strategy"];
@@ -165,7 +165,13 @@ pub fn stateful_set(object: &Value, old: Option<&Value>, errs: &mut Errors) {
         ));
     }
     selector_matches_template(spec, "statefulset", errs);
-    pod::template(&spec["template"], "spec.template", errs);
+    let claims: Vec<&str> = spec["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["metadata"]["name"].as_str())
+        .collect();
+    pod::template(&spec["template"], "spec.template", &claims, errs);
     template_restart_always(spec, "StatefulSet", errs);
     if let Some(old) = old {
         let mut a = spec.clone();
@@ -194,7 +200,7 @@ pub fn stateful_set(object: &Value, old: Option<&Value>, errs: &mut Errors) {
 pub fn daemon_set(object: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = &object["spec"];
     selector_matches_template(spec, "daemonset", errs);
-    pod::template(&spec["template"], "spec.template", errs);
+    pod::template(&spec["template"], "spec.template", &[], errs);
     template_restart_always(spec, "DaemonSet", errs);
     errs.one_of(
         &spec["updateStrategy"],
@@ -242,7 +248,7 @@ fn job_spec(spec: &Value, path: &str, errs: &mut Errors) {
             "when completion mode is Indexed",
         ));
     }
-    pod::template(&spec["template"], &format!("{path}.template"), errs);
+    pod::template(&spec["template"], &format!("{path}.template"), &[], errs);
 }
 
 pub fn job(object: &Value, old: Option<&Value>, errs: &mut Errors) {

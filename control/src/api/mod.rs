@@ -1,0 +1,168 @@
+//! The HTTP edge: Kubernetes REST paths, discovery, OpenAPI, watch,
+//! authentication, served over TLS. Everything object-related is delegated
+//! to `objects`; this layer only speaks HTTP and the Kubernetes wire forms.
+
+pub mod auth;
+mod codec;
+mod discovery;
+mod params;
+mod path;
+mod protobuf;
+mod resource;
+mod scale;
+pub mod tls;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::json;
+
+use self::auth::{Auth, User};
+use self::codec::{bytes_response, error_response, json_response};
+use self::path::Route;
+use crate::error::ApiError;
+use crate::objects::Objects;
+use crate::openapi::Schemas;
+use crate::resources::Catalog;
+
+/// Everything a request handler needs.
+pub struct Api {
+    pub objects: Objects,
+    pub catalog: &'static Catalog,
+    pub schemas: &'static Schemas,
+    pub auth: Auth,
+    /// `host:port` clients reach this server at, for `/api` discovery.
+    pub server_address: String,
+}
+
+impl Api {
+    pub fn new(objects: Objects, auth: Auth, server_address: String) -> Api {
+        Api {
+            objects,
+            catalog: Catalog::global(),
+            schemas: Schemas::global(),
+            auth,
+            server_address,
+        }
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new().fallback(handle).with_state(self)
+    }
+}
+
+async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let response = match public(&path) {
+        Some(r) => r,
+        None => match api.auth.authenticate(req.headers()) {
+            None => error_response(&ApiError::unauthorized()),
+            Some(user) => dispatch(&api, user, req).await,
+        },
+    };
+    tracing::debug!(
+        "{method} {path} {} {:?}",
+        response.status().as_u16(),
+        started.elapsed()
+    );
+    response
+}
+
+/// Endpoints any client may read without credentials, as Kubernetes' default
+/// `system:public-info-viewer` role allows.
+fn public(path: &str) -> Option<Response> {
+    let root = path.trim_end_matches('/');
+    match root {
+        "/version" => Some(json_response(
+            StatusCode::OK,
+            &json!({
+                "major": crate::version::MAJOR,
+                "minor": crate::version::MINOR,
+                "gitVersion": crate::version::GIT_VERSION,
+                "gitCommit": "",
+                "gitTreeState": "clean",
+                "buildDate": "",
+                "goVersion": "",
+                "compiler": "rustc",
+                "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+            }),
+        )),
+        _ if ["/healthz", "/livez", "/readyz"]
+            .iter()
+            .any(|p| root == *p || root.starts_with(&format!("{p}/"))) =>
+        {
+            Some(bytes_response(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()))
+        }
+        _ => None,
+    }
+}
+
+/// The architecture as Go names it (`amd64`, `arm64`).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+async fn dispatch(api: &Api, user: User, req: Request) -> Response {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let get = req.method() == Method::GET;
+    let route = path::route(api.catalog, req.uri().path());
+    let not_get = || {
+        error_response(&ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ))
+    };
+    match route {
+        Route::CoreGroups | Route::Groups if !get => not_get(),
+        Route::CoreGroups if discovery::wants_aggregated(&accept) => aggregated(api, true),
+        Route::Groups if discovery::wants_aggregated(&accept) => aggregated(api, false),
+        Route::CoreGroups => json_response(StatusCode::OK, &discovery::core_versions(&api.server_address)),
+        Route::Groups => json_response(StatusCode::OK, &discovery::groups(api.catalog)),
+        Route::Group(g) => json_response(StatusCode::OK, &discovery::group(api.catalog, g)),
+        Route::GroupVersion(g, v) => {
+            json_response(StatusCode::OK, &discovery::resource_list(api.catalog, g, v))
+        }
+        Route::OpenApiIndex => json_response(StatusCode::OK, &api.schemas.index()),
+        Route::OpenApiDocument(doc) => match api.schemas.document(&doc) {
+            Some((body, hash)) => {
+                let mut r = bytes_response(StatusCode::OK, "application/json", body.to_vec());
+                if let Ok(etag) = format!("\"{hash}\"").parse() {
+                    r.headers_mut().insert(header::ETAG, etag);
+                }
+                r
+            }
+            None => error_response(&ApiError::not_found_path(format!(
+                "the server could not find the OpenAPI document {doc}"
+            ))),
+        },
+        Route::NotFound(message) => error_response(&ApiError::not_found_path(message)),
+        Route::Resource(rp) => match resource::handle(api, &user, rp, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
+    }
+}
+
+fn aggregated(api: &Api, core: bool) -> Response {
+    let body = serde_json::to_vec(&discovery::aggregated(api.catalog, core)).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    if let Ok(ct) = discovery::AGGREGATED_CONTENT_TYPE.parse() {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    r
+}

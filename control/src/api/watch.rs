@@ -1,0 +1,165 @@
+//! Watch: a chunked stream of `{"type": ..., "object": ...}` lines, resumed
+//! from a resourceVersion, with bookmarks and a timeout.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::codec::{Rendering, render_object};
+use super::resource::Call;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{ListOptions, filter_watch, store_error};
+use crate::resources::ResourceType;
+use crate::resources::table;
+use crate::selector::fields::FieldRequirement;
+use crate::store::{EventType, revision_of};
+
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+
+/// Renders watch event objects, with Table headers on the first only.
+struct Encoder {
+    rt: &'static ResourceType,
+    how: Rendering,
+    sent_headers: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, kind: &str, object: &Value) -> bytes::Bytes {
+        let object = match self.how {
+            Rendering::Table(include) => {
+                let t = table::table(
+                    self.rt,
+                    &[object],
+                    json!({"resourceVersion": object["metadata"]["resourceVersion"]}),
+                    include,
+                    !self.sent_headers,
+                );
+                self.sent_headers = true;
+                t
+            }
+            other => render_object(self.rt, object, other),
+        };
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        line.into()
+    }
+}
+
+fn error_line(e: &ApiError) -> bytes::Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+    line.push(b'\n');
+    line.into()
+}
+
+pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
+    let rt = call.rt;
+    let how = call.rendering()?;
+    let mut opts: ListOptions = call.params.list_options()?;
+    if let Some(name) = &call.name {
+        opts.fields.requirements.push(FieldRequirement {
+            field: "metadata.name".into(),
+            value: name.clone(),
+            negate: false,
+        });
+    }
+    opts.check(rt)?;
+    opts.limit = None;
+    opts.continue_token = None;
+    let objects = call.api.objects.clone();
+    let namespace = call.namespace.clone();
+    let (initial, after) = match call.params.resource_version() {
+        None | Some("0") => {
+            let listed = objects.list(rt, namespace.as_deref(), &opts).await?;
+            (listed.items, listed.revision)
+        }
+        Some(rv) => {
+            let rv = rv.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {rv:?}: must be an integer"))
+            })?;
+            (Vec::new(), rv)
+        }
+    };
+    let bookmarks = call.params.flag("allowWatchBookmarks");
+    let timeout = match call.params.timeout_seconds()? {
+        Some(t) => Duration::from_secs(t),
+        // As kube-apiserver: a random time between 30 and 60 minutes.
+        None => Duration::from_secs(rand::rng().random_range(1800..3600)),
+    };
+    let stream = objects
+        .watch(rt, namespace.as_deref(), after)
+        .map(|s| filter_watch(rt, s, opts));
+
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let mut enc = Encoder {
+            rt,
+            how,
+            sent_headers: false,
+        };
+        for o in &initial {
+            if tx.send(Ok(enc.line("ADDED", o))).await.is_err() {
+                return;
+            }
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Ok(error_line(&e))).await;
+                return;
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        let mut last = after;
+        loop {
+            let line = tokio::select! {
+                _ = &mut deadline => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let mark = json!({"kind": rt.kind, "apiVersion": rt.api_version(),
+                        "metadata": {"resourceVersion": last.to_string()}});
+                    let mut l = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": mark})).unwrap_or_default();
+                    l.push(b'\n');
+                    bytes::Bytes::from(l)
+                }
+                event = stream.next() => match event {
+                    None => return,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Ok(error_line(&store_error(rt, "", e)))).await;
+                        return;
+                    }
+                    Some(Ok(event)) => {
+                        last = revision_of(&event.object).max(event.revision);
+                        let kind = match event.kind {
+                            EventType::Added => "ADDED",
+                            EventType::Modified => "MODIFIED",
+                            EventType::Deleted => "DELETED",
+                        };
+                        enc.line(kind, &event.object)
+                    }
+                },
+                _ = tx.closed() => return,
+            };
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut r = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,3 @@
+//! Loops that run inside the control plane.
+
+pub mod namespace;

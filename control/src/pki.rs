@@ -1,0 +1,213 @@
+//! The cluster's credentials: a CA, the API server's serving certificate,
+//! the admin token and the node join token, created on first start and
+//! kept in the data directory; and the kubeconfig that uses them.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rand::Rng;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+}
+
+type Result<T> = std::result::Result<T, PkiError>;
+
+pub struct Credentials {
+    pub ca_cert_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub admin_token: String,
+    pub node_token: String,
+}
+
+fn read(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, content: &str) -> Result<()> {
+    let io_err = |source| PkiError::Io {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, content).map_err(io_err)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    fs::rename(&tmp, path).map_err(io_err)
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loads the token at `path`, creating it on first use.
+fn token(path: &Path) -> Result<String> {
+    if let Some(t) = read(path)? {
+        return Ok(t.trim().to_string());
+    }
+    let t = random_token();
+    write_private(path, &format!("{t}\n"))?;
+    Ok(t)
+}
+
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "peapod-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    Ok(params)
+}
+
+/// Names the serving certificate must cover.
+fn server_names(extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "localhost",
+        "127.0.0.1",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for n in extra {
+        if !n.is_empty() && n != "0.0.0.0" && n != "::" && !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+impl Credentials {
+    /// Loads the credentials under `dir/pki`, creating what is missing. The
+    /// serving certificate is re-issued when it lacks one of `names`
+    /// (e.g. after a new `--listen` address).
+    pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Credentials> {
+        let pki = dir.join("pki");
+        let (ca_cert, ca_key) = match (read(&pki.join("ca.crt"))?, read(&pki.join("ca.key"))?) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let cert = ca_params()?.self_signed(&key)?;
+                write_private(&pki.join("ca.key"), &key.serialize_pem())?;
+                write_private(&pki.join("ca.crt"), &cert.pem())?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        let names = server_names(names);
+        // The names the stored certificate was issued for, one per line.
+        let issued = read(&pki.join("server.names"))?.unwrap_or_default();
+        let covered = names.iter().all(|n| issued.lines().any(|l| l == n));
+        let existing = match (read(&pki.join("server.crt"))?, read(&pki.join("server.key"))?) {
+            (Some(c), Some(k)) if covered => Some((c, k)),
+            _ => None,
+        };
+        let (server_cert, server_key) = match existing {
+            Some(pair) => pair,
+            None => {
+                let ca_key = KeyPair::from_pem(&ca_key)?;
+                let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key)?;
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(names.clone())?;
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::CommonName, "peapod-apiserver");
+                params.distinguished_name = dn;
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+                let cert = params.signed_by(&key, &issuer)?;
+                write_private(&pki.join("server.key"), &key.serialize_pem())?;
+                write_private(&pki.join("server.crt"), &cert.pem())?;
+                write_private(&pki.join("server.names"), &names.join("\n"))?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        Ok(Credentials {
+            ca_cert_pem: ca_cert,
+            server_cert_pem: server_cert,
+            server_key_pem: server_key,
+            admin_token: token(&pki.join("admin-token"))?,
+            node_token: token(&dir.join("node-token"))?,
+        })
+    }
+
+    /// A kubeconfig for the admin user against `server` (an `https://` URL).
+    pub fn kubeconfig(&self, server: &str) -> String {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_cert_pem);
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: peapod
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: admin
+  user:
+    token: {token}
+contexts:
+- name: peapod
+  context:
+    cluster: peapod
+    user: admin
+current-context: peapod
+",
+            token = self.admin_token
+        )
+    }
+
+    /// Writes the kubeconfig to `path`, readable by its owner only.
+    pub fn write_kubeconfig(&self, path: &Path, server: &str) -> Result<()> {
+        write_private(path, &self.kubeconfig(server))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_persist_and_reissue_for_new_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Credentials::load_or_create(dir.path(), &["10.0.0.1".into()]).unwrap();
+        let b = Credentials::load_or_create(dir.path(), &["10.0.0.1".into()]).unwrap();
+        assert_eq!(a.admin_token, b.admin_token);
+        assert_eq!(a.server_cert_pem, b.server_cert_pem);
+        assert_ne!(a.admin_token, a.node_token);
+        let c = Credentials::load_or_create(dir.path(), &["10.0.0.2".into()]).unwrap();
+        assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
+        assert_ne!(a.server_cert_pem, c.server_cert_pem);
+        assert!(a.kubeconfig("https://127.0.0.1:6443").contains("token: "));
+    }
+}

@@ -1,0 +1,155 @@
+//! `peapod server`: opens the store, bootstraps the cluster's built-in
+//! objects and credentials, writes the kubeconfig, and serves the API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::api::auth::{Auth, User};
+use crate::api::{Api, tls};
+use crate::objects::Objects;
+use crate::pki::{Credentials, PkiError};
+use crate::store::{RedbStore, Store, StoreError};
+
+/// Namespaces that exist from the first start.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `redb` (embedded, the default) or `etcd://host:port,...`.
+    pub store: String,
+    /// Extra names and addresses for the serving certificate.
+    pub tls_sans: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("credentials: {0}")]
+    Pki(#[from] PkiError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started control plane.
+pub struct ControlPlane {
+    pub objects: Objects,
+    pub credentials: Credentials,
+    pub address: SocketAddr,
+    /// `https://...` URL clients use.
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ControlPlane {
+    /// Opens the store, bootstraps, and starts serving in the background.
+    pub async fn start(config: ServerConfig) -> Result<ControlPlane, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+            context: format!("creating {}", config.data_dir.display()),
+            source,
+        })?;
+        let store: Arc<dyn Store> = match config.store.as_str() {
+            "redb" | "" => Arc::new(RedbStore::open(&config.data_dir.join("store.redb"))?),
+            other => {
+                return Err(ServerError::Config(format!(
+                    "unsupported store {other:?}: this build has the embedded redb store only"
+                )));
+            }
+        };
+        let objects = Objects::new(store);
+        bootstrap(&objects).await?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Io {
+                context: format!("listening on {}", config.listen),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Io {
+            context: "reading the listen address".into(),
+            source,
+        })?;
+        let host = if address.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            address.ip().to_string()
+        };
+        let url = format!("https://{}", SocketAddr::new(host.parse().expect("an IP"), address.port()));
+        let mut names = vec![host, address.ip().to_string()];
+        names.extend(config.tls_sans.iter().cloned());
+        let credentials = Credentials::load_or_create(&config.data_dir, &names)?;
+        let kubeconfig = config.data_dir.join("kubeconfig");
+        credentials.write_kubeconfig(&kubeconfig, &url)?;
+
+        let auth = Auth::new()
+            .with_token(
+                &credentials.admin_token,
+                User {
+                    name: "admin".into(),
+                    groups: vec!["system:masters".into(), "system:authenticated".into()],
+                },
+            )
+            .with_token(
+                &credentials.node_token,
+                User {
+                    name: "system:node-bootstrap".into(),
+                    groups: vec!["system:nodes".into(), "system:authenticated".into()],
+                },
+            );
+        let api = Arc::new(Api::new(objects.clone(), auth, address.to_string()));
+        let tls = tls::server_config(&credentials.server_cert_pem, &credentials.server_key_pem)
+            .map_err(ServerError::Config)?;
+        let serving = tokio::spawn(tls::serve(listener, tls, api.router()));
+        tokio::spawn(crate::controllers::namespace::run(objects.clone()));
+        tracing::info!("API server listening on {url}");
+        Ok(ControlPlane {
+            objects,
+            credentials,
+            address,
+            url,
+            kubeconfig,
+            serving,
+        })
+    }
+
+    /// Serves until the listener fails.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.serving.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(ServerError::Io {
+                context: "serving".into(),
+                source,
+            }),
+            Err(e) => Err(ServerError::Config(format!("server task failed: {e}"))),
+        }
+    }
+}
+
+/// Creates the built-in objects a cluster starts with.
+async fn bootstrap(objects: &Objects) -> Result<(), ServerError> {
+    let ns = objects
+        .catalog()
+        .lookup("", "v1", "namespaces")
+        .expect("namespaces are served");
+    for name in SYSTEM_NAMESPACES {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match objects.create(ns, None, body, Default::default()).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(ServerError::Config(format!("creating namespace {name}: {e}"))),
+        }
+    }
+    Ok(())
+}
