@@ -256,7 +256,11 @@ impl ApiError {
         }
         ApiError {
             details: Some(d),
-            ..Self::new(422, "Invalid", format!("{kind} {name:?} is invalid: {list}"))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} {name:?} is invalid: {list}"),
+            )
         }
     }
 
@@ -276,7 +280,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
         )
     }
 

@@ -1,15 +1,15 @@
 //! Peapod's control plane: the Kubernetes API server, the store behind it,
 //! and the loops that run inside the control plane.
 
+pub mod api;
+pub mod controllers;
 pub mod error;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod pki;
 pub mod resources;
 pub mod selector;
+pub mod server;
 pub mod store;
 pub mod version;
-pub mod api;
-pub mod controllers;
-pub mod pki;
-pub mod server;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use rand::Rng;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,10 @@ impl Credentials {
         // The names the stored certificate was issued for, one per line.
         let issued = read(&pki.join("server.names"))?.unwrap_or_default();
         let covered = names.iter().all(|n| issued.lines().any(|l| l == n));
-        let existing = match (read(&pki.join("server.crt"))?, read(&pki.join("server.key"))?) {
+        let existing = match (
+            read(&pki.join("server.crt"))?,
+            read(&pki.join("server.key"))?,
+        ) {
             (Some(c), Some(k)) if covered => Some((c, k)),
             _ => None,
         };

@@ -71,12 +71,13 @@ impl ControlPlane {
         let objects = Objects::new(store);
         bootstrap(&objects).await?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Io {
-                context: format!("listening on {}", config.listen),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Io {
+                    context: format!("listening on {}", config.listen),
+                    source,
+                })?;
         let address = listener.local_addr().map_err(|source| ServerError::Io {
             context: "reading the listen address".into(),
             source,
@@ -86,7 +87,10 @@ impl ControlPlane {
         } else {
             address.ip().to_string()
         };
-        let url = format!("https://{}", SocketAddr::new(host.parse().expect("an IP"), address.port()));
+        let url = format!(
+            "https://{}",
+            SocketAddr::new(host.parse().expect("an IP"), address.port())
+        );
         let mut names = vec![host, address.ip().to_string()];
         names.extend(config.tls_sans.iter().cloned());
         let credentials = Credentials::load_or_create(&config.data_dir, &names)?;
@@ -148,7 +152,11 @@ async fn bootstrap(objects: &Objects) -> Result<(), ServerError> {
         match objects.create(ns, None, body, Default::default()).await {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
-            Err(e) => return Err(ServerError::Config(format!("creating namespace {name}: {e}"))),
+            Err(e) => {
+                return Err(ServerError::Config(format!(
+                    "creating namespace {name}: {e}"
+                )));
+            }
         }
     }
     Ok(())

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use peapod_control::server::{ControlPlane, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "peapod", version, about = "A Kubernetes-compatible orchestrator for OCI and WebAssembly containers")]
+#[command(
+    name = "peapod",
+    version,
+    about = "A Kubernetes-compatible orchestrator for OCI and WebAssembly containers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,6 +21,17 @@ pub struct Cli {
 enum Command {
     /// Run the control plane (API server, store, controllers).
     Server(ServerArgs),
+    /// Run a whole cluster on this host with the embedded store.
+    Up(UpArgs),
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Port of the API server on the listen address (overrides --listen's port).
+    #[arg(long)]
+    api_port: Option<u16>,
 }
 
 #[derive(Args, Clone)]
@@ -49,16 +64,27 @@ impl ServerArgs {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Server(args) => {
-                let plane = ControlPlane::start(args.config()).await?;
-                eprintln!(
-                    "Peapod API server at {}\nexport KUBECONFIG={}",
-                    plane.url,
-                    plane.kubeconfig.display()
-                );
-                plane.wait().await?;
-                Ok(())
+            Command::Server(args) => serve(args.config()).await,
+            Command::Up(args) => {
+                let mut config = args.server.config();
+                if let Some(port) = args.api_port {
+                    config.listen.set_port(port);
+                }
+                // The node agent joins here once it exists; until then `up`
+                // runs the control plane alone and pods stay Pending.
+                serve(config).await
             }
         }
     }
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let plane = ControlPlane::start(config).await?;
+    println!(
+        "Peapod API server at {}\nexport KUBECONFIG={}",
+        plane.url,
+        plane.kubeconfig.display()
+    );
+    plane.wait().await?;
+    Ok(())
 }

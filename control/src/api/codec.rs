@@ -19,9 +19,7 @@ pub fn decode(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
     match media {
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {e}"
-            ))
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
@@ -69,7 +67,11 @@ impl Rendering {
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> Response {
-    bytes_response(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+    bytes_response(
+        status,
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
 }
 
 pub fn bytes_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {

@@ -147,7 +147,10 @@ pub fn aggregated(catalog: &Catalog, core: bool) -> Value {
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, v)| {
-            let resources: Vec<Value> = catalog.in_group_version(g, v).map(discovery_resource).collect();
+            let resources: Vec<Value> = catalog
+                .in_group_version(g, v)
+                .map(discovery_resource)
+                .collect();
             json!({
                 "metadata": {"name": g, "creationTimestamp": null},
                 "versions": [{"version": v, "resources": resources, "freshness": "Current"}],

@@ -98,7 +98,11 @@ fn public(path: &str) -> Option<Response> {
             .iter()
             .any(|p| root == *p || root.starts_with(&format!("{p}/"))) =>
         {
-            Some(bytes_response(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()))
+            Some(bytes_response(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                b"ok".to_vec(),
+            ))
         }
         _ => None,
     }
@@ -131,7 +135,10 @@ async fn dispatch(api: &Api, user: User, req: Request) -> Response {
         Route::CoreGroups | Route::Groups if !get => not_get(),
         Route::CoreGroups if discovery::wants_aggregated(&accept) => aggregated(api, true),
         Route::Groups if discovery::wants_aggregated(&accept) => aggregated(api, false),
-        Route::CoreGroups => json_response(StatusCode::OK, &discovery::core_versions(&api.server_address)),
+        Route::CoreGroups => json_response(
+            StatusCode::OK,
+            &discovery::core_versions(&api.server_address),
+        ),
         Route::Groups => json_response(StatusCode::OK, &discovery::groups(api.catalog)),
         Route::Group(g) => json_response(StatusCode::OK, &discovery::group(api.catalog, g)),
         Route::GroupVersion(g, v) => {

@@ -40,9 +40,13 @@ pub fn route(catalog: &'static Catalog, path: &str) -> Route {
         ["openapi", "v3"] => Route::OpenApiIndex,
         ["openapi", "v3", rest @ ..] => Route::OpenApiDocument(rest.join("/")),
         ["api", version, rest @ ..] => resource_route(catalog, "", version, rest),
-        ["apis", group] => match catalog.group_versions().into_iter().find(|(g, _)| g == group) {
+        ["apis", group] => match catalog
+            .group_versions()
+            .into_iter()
+            .find(|(g, _)| g == group)
+        {
             Some((g, _)) => Route::Group(g),
-            None => Route::NotFound(format!("the server could not find the requested resource")),
+            None => Route::NotFound("the server could not find the requested resource".into()),
         },
         ["apis", group, version, rest @ ..] => resource_route(catalog, group, version, rest),
         _ => Route::NotFound("the server could not find the requested resource".into()),
@@ -142,9 +146,20 @@ mod tests {
 
     #[test]
     fn unknown_resources_and_groups_are_not_found() {
-        for p in ["/api/v1/widgets", "/apis/example.com/v1/things", "/api/v1/pods/x/bogus", "/nope"] {
-            assert!(matches!(route(Catalog::global(), p), Route::NotFound(_)), "{p}");
+        for p in [
+            "/api/v1/widgets",
+            "/apis/example.com/v1/things",
+            "/api/v1/pods/x/bogus",
+            "/nope",
+        ] {
+            assert!(
+                matches!(route(Catalog::global(), p), Route::NotFound(_)),
+                "{p}"
+            );
         }
-        assert!(matches!(route(Catalog::global(), "/apis/apps/v1"), Route::GroupVersion("apps", "v1")));
+        assert!(matches!(
+            route(Catalog::global(), "/apis/apps/v1"),
+            Route::GroupVersion("apps", "v1")
+        ));
     }
 }

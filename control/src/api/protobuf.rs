@@ -56,7 +56,11 @@ impl<K, V> IsSet for BTreeMap<K, V> {
 impl ToJson for String {
     fn to_json(&self) -> Result<Value, String> {
         // Go writes unset strings as empty; JSON leaves them out.
-        Ok(if self.is_empty() { Value::Null } else { json!(self) })
+        Ok(if self.is_empty() {
+            Value::Null
+        } else {
+            json!(self)
+        })
     }
 }
 
@@ -338,9 +342,9 @@ fn object<M: Message + Default + ToJson>(raw: &[u8]) -> Result<Value, String> {
 
 /// Decodes a protobuf request body into the object's JSON form.
 pub fn decode(body: &[u8]) -> ApiResult<Value> {
-    let payload = body
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| ApiError::bad_request("protobuf body does not start with the Kubernetes magic bytes"))?;
+    let payload = body.strip_prefix(MAGIC).ok_or_else(|| {
+        ApiError::bad_request("protobuf body does not start with the Kubernetes magic bytes")
+    })?;
     let unknown = Unknown::decode(payload)
         .map_err(|e| ApiError::bad_request(format!("invalid protobuf envelope: {e}")))?;
     let type_meta = unknown.type_meta.unwrap_or_default();
@@ -398,7 +402,11 @@ mod tests {
                 creation_timestamp: Some(meta::Time::default()),
                 ..Default::default()
             }),
-            data: [("a".to_string(), "1".to_string()), ("empty".to_string(), String::new())].into(),
+            data: [
+                ("a".to_string(), "1".to_string()),
+                ("empty".to_string(), String::new()),
+            ]
+            .into(),
             ..Default::default()
         };
         let v = decode(&envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
@@ -411,7 +419,10 @@ mod tests {
     #[test]
     fn deployments_keep_their_template() {
         let d = apps::Deployment {
-            metadata: Some(meta::ObjectMeta { name: Some("web".into()), ..Default::default() }),
+            metadata: Some(meta::ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            }),
             spec: Some(apps::DeploymentSpec {
                 replicas: Some(2),
                 selector: Some(meta::LabelSelector {
@@ -440,7 +451,10 @@ mod tests {
         };
         let v = decode(&envelope("apps/v1", "Deployment", d.encode_to_vec())).unwrap();
         assert_eq!(v["spec"]["replicas"], 2);
-        assert_eq!(v["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"][0]["image"],
+            "busybox"
+        );
         assert_eq!(v["spec"]["selector"]["matchLabels"]["app"], "web");
         assert!(v.get("status").is_none());
     }
@@ -460,7 +474,10 @@ mod tests {
         };
         let job = batch::Job {
             spec: Some(batch::JobSpec {
-                template: Some(core::PodTemplateSpec { metadata: None, spec: Some(pod_spec) }),
+                template: Some(core::PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(pod_spec),
+                }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -47,7 +47,10 @@ impl Call<'_> {
     }
 
     pub fn rendering(&self) -> ApiResult<Rendering> {
-        Rendering::from_accept(self.header(header::ACCEPT), self.params.get("includeObject"))
+        Rendering::from_accept(
+            self.header(header::ACCEPT),
+            self.params.get("includeObject"),
+        )
     }
 
     fn write_options(&self) -> WriteOptions {
@@ -61,7 +64,12 @@ impl Call<'_> {
     }
 }
 
-pub async fn handle(api: &Api, _user: &User, rp: ResourcePath, req: Request) -> ApiResult<Response> {
+pub async fn handle(
+    api: &Api,
+    _user: &User,
+    rp: ResourcePath,
+    req: Request,
+) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let limited = http_body_util::Limited::new(body, codec::MAX_BODY);
     let body = match limited.collect().await {
@@ -206,10 +214,18 @@ async fn create(call: &Call<'_>) -> ApiResult<Response> {
     let created = call
         .api
         .objects
-        .create(call.rt, call.namespace.as_deref(), object, call.write_options())
+        .create(
+            call.rt,
+            call.namespace.as_deref(),
+            object,
+            call.write_options(),
+        )
         .await?;
     Ok(with_warnings(
-        json_response(StatusCode::CREATED, &codec::render_object(call.rt, &created, how)),
+        json_response(
+            StatusCode::CREATED,
+            &codec::render_object(call.rt, &created, how),
+        ),
         &warnings,
     ))
 }
@@ -223,7 +239,10 @@ async fn update(call: &Call<'_>, sub: Option<Subresource>) -> ApiResult<Response
         .update(call.target(), object, sub, call.write_options())
         .await?;
     Ok(with_warnings(
-        json_response(StatusCode::OK, &codec::render_object(call.rt, &updated, how)),
+        json_response(
+            StatusCode::OK,
+            &codec::render_object(call.rt, &updated, how),
+        ),
         &warnings,
     ))
 }
@@ -247,7 +266,10 @@ pub fn patch_error(e: patch::PatchError) -> ApiError {
 pub fn check_patched_revision(call: &Call<'_>, current: &Value, patched: &Value) -> ApiResult<()> {
     let rv = patched.pointer("/metadata/resourceVersion");
     if rv.is_some_and(|rv| !rv.is_null() && rv != &current["metadata"]["resourceVersion"]) {
-        return Err(ApiError::modified(call.rt, call.name.as_deref().unwrap_or_default()));
+        return Err(ApiError::modified(
+            call.rt,
+            call.name.as_deref().unwrap_or_default(),
+        ));
     }
     Ok(())
 }
@@ -263,10 +285,18 @@ async fn patch(call: &Call<'_>, sub: Option<Subresource>) -> ApiResult<Response>
                 let created = call
                     .api
                     .objects
-                    .create(call.rt, call.namespace.as_deref(), patch_value, call.write_options())
+                    .create(
+                        call.rt,
+                        call.namespace.as_deref(),
+                        patch_value,
+                        call.write_options(),
+                    )
                     .await?;
                 return Ok(with_warnings(
-                    json_response(StatusCode::CREATED, &codec::render_object(call.rt, &created, how)),
+                    json_response(
+                        StatusCode::CREATED,
+                        &codec::render_object(call.rt, &created, how),
+                    ),
                     &warnings,
                 ));
             }
@@ -287,7 +317,10 @@ async fn patch(call: &Call<'_>, sub: Option<Subresource>) -> ApiResult<Response>
         })
         .await?;
     Ok(with_warnings(
-        json_response(StatusCode::OK, &codec::render_object(call.rt, &updated, how)),
+        json_response(
+            StatusCode::OK,
+            &codec::render_object(call.rt, &updated, how),
+        ),
         &warnings,
     ))
 }
@@ -312,12 +345,16 @@ fn read_delete_options(body: &Value, opts: &mut DeleteOptions) -> ApiResult<()> 
         opts.grace_period_seconds = Some(g);
     }
     if let Some(p) = body["propagationPolicy"].as_str() {
-        opts.propagation = Some(
-            Propagation::parse(p)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid propagationPolicy {p:?}")))?,
-        );
+        opts.propagation =
+            Some(Propagation::parse(p).ok_or_else(|| {
+                ApiError::bad_request(format!("invalid propagationPolicy {p:?}"))
+            })?);
     } else if let Some(o) = body["orphanDependents"].as_bool() {
-        opts.propagation = Some(if o { Propagation::Orphan } else { Propagation::Background });
+        opts.propagation = Some(if o {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        });
     }
     opts.precondition_uid = body["preconditions"]["uid"].as_str().map(String::from);
     opts.precondition_resource_version = body["preconditions"]["resourceVersion"]
@@ -351,7 +388,11 @@ async fn delete_collection(call: &Call<'_>) -> ApiResult<Response> {
     let list = call
         .api
         .objects
-        .list(call.rt, call.namespace.as_deref(), &call.params.list_options()?)
+        .list(
+            call.rt,
+            call.namespace.as_deref(),
+            &call.params.list_options()?,
+        )
         .await?;
     for o in &list.items {
         let ns = crate::objects::namespace_of(o);
@@ -375,7 +416,10 @@ async fn delete_collection(call: &Call<'_>) -> ApiResult<Response> {
 /// `pods/<name>/binding`: assigns a pod to a node, once.
 async fn bind(call: &Call<'_>) -> ApiResult<Response> {
     let body = codec::decode(call.content_type(), &call.body)?;
-    let node = body["target"]["name"].as_str().unwrap_or_default().to_string();
+    let node = body["target"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::invalid_kind(
             "",

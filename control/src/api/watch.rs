@@ -46,7 +46,8 @@ impl Encoder {
             }
             other => render_object(self.rt, object, other),
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         line.into()
     }
@@ -82,7 +83,9 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
         }
         Some(rv) => {
             let rv = rv.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resourceVersion {rv:?}: must be an integer"))
+                ApiError::bad_request(format!(
+                    "invalid resourceVersion {rv:?}: must be an integer"
+                ))
             })?;
             (Vec::new(), rv)
         }

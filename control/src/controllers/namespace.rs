@@ -38,7 +38,11 @@ pub async fn run(objects: Objects) {
         let Ok(mut events) = objects.watch(ns_type, None, listed.revision) else {
             continue;
         };
-        let wait = if terminating { RESYNC } else { Duration::from_secs(300) };
+        let wait = if terminating {
+            RESYNC
+        } else {
+            Duration::from_secs(300)
+        };
         let _ = tokio::time::timeout(wait, events.next()).await;
     }
 }
@@ -50,7 +54,9 @@ async fn reconcile(objects: &Objects, ns: &Value) -> ApiResult<()> {
     }
     let mut remaining = 0;
     for rt in objects.catalog().all().iter().filter(|rt| rt.namespaced) {
-        let listed = objects.list(rt, Some(name), &ListOptions::default()).await?;
+        let listed = objects
+            .list(rt, Some(name), &ListOptions::default())
+            .await?;
         for o in &listed.items {
             remaining += 1;
             if o["metadata"].get("deletionTimestamp").is_some() {
@@ -90,7 +96,12 @@ async fn reconcile(objects: &Objects, ns: &Value) -> ApiResult<()> {
         .collect();
     finalized["spec"]["finalizers"] = json!(finalizers);
     match objects
-        .update(target, finalized, Some(Subresource::Finalize), Default::default())
+        .update(
+            target,
+            finalized,
+            Some(Subresource::Finalize),
+            Default::default(),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -112,7 +123,10 @@ async fn ensure_default_service_account(objects: &Objects, namespace: &str) -> A
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => {
             let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
-            match objects.create(sa, Some(namespace), body, Default::default()).await {
+            match objects
+                .create(sa, Some(namespace), body, Default::default())
+                .await
+            {
                 Ok(_) => Ok(()),
                 // Raced with another writer, or the namespace just started terminating.
                 Err(e) if e.code == 409 || e.code == 403 => Ok(()),

@@ -120,7 +120,9 @@ fn check_preconditions(t: Target<'_>, current: &Value, opts: &DeleteOptions) -> 
         return Err(ApiError::conflict(
             t.rt,
             t.name,
-            format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual_uid}"),
+            format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual_uid}"
+            ),
         ));
     }
     let actual_rv = current["metadata"]["resourceVersion"]
@@ -132,7 +134,9 @@ fn check_preconditions(t: Target<'_>, current: &Value, opts: &DeleteOptions) -> 
         return Err(ApiError::conflict(
             t.rt,
             t.name,
-            format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual_rv}"),
+            format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual_rv}"
+            ),
         ));
     }
     Ok(())

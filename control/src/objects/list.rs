@@ -51,14 +51,19 @@ impl ListOptions {
 
 /// Where a paginated list resumes: the key to start from.
 fn decode_continue(token: &str) -> ApiResult<String> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     v["start"].as_str().map(String::from).ok_or_else(bad)
 }
 
 fn encode_continue(revision: u64, start: &str) -> String {
-    URL_SAFE_NO_PAD.encode(json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start}).to_string())
+    URL_SAFE_NO_PAD
+        .encode(json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start}).to_string())
 }
 
 impl Objects {
@@ -123,10 +128,7 @@ impl Objects {
 
 fn object_key(rt: &ResourceType, o: &Value) -> String {
     let ns = super::namespace_of(o);
-    rt.key(
-        (!ns.is_empty()).then_some(ns),
-        super::name_of(o),
-    )
+    rt.key((!ns.is_empty()).then_some(ns), super::name_of(o))
 }
 
 /// Keeps only the events of a watch that match the options.

@@ -109,16 +109,18 @@ pub(crate) fn store_error(rt: &ResourceType, name: &str, e: StoreError) -> ApiEr
         StoreError::NotFound(_) => ApiError::not_found(rt, name),
         StoreError::AlreadyExists(_) => ApiError::already_exists(rt, name),
         StoreError::Conflict { .. } => ApiError::modified(rt, name),
-        StoreError::Gone { requested, oldest } => ApiError::gone(format!(
-            "too old resource version: {requested} ({oldest})"
-        )),
+        StoreError::Gone { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
         StoreError::Backend(msg) => ApiError::internal(msg),
     }
 }
 
 /// Now, as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// `metadata.name`, or `""`.

@@ -29,12 +29,17 @@ pub(crate) fn normalize(rt: &ResourceType, mut object: Value) -> ApiResult<Value
             rt.kind, rt.version, rt.kind
         )));
     };
-    for (field, want) in [("apiVersion", rt.api_version()), ("kind", rt.kind.to_string())] {
+    for (field, want) in [
+        ("apiVersion", rt.api_version()),
+        ("kind", rt.kind.to_string()),
+    ] {
         match map.get(field).and_then(Value::as_str) {
             Some(got) if !got.is_empty() && got != want => {
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({}) does not match the expected API version ({}) or kind ({}) of {}",
-                    map.get("apiVersion").and_then(Value::as_str).unwrap_or_default(),
+                    map.get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
                     rt.api_version(),
                     map.get("kind").and_then(Value::as_str).unwrap_or_default(),
                     rt.kind,
@@ -178,7 +183,9 @@ fn check_identity(t: Target<'_>, new: &Value, current: &Value) -> ApiResult<()> 
         return Err(ApiError::conflict(
             t.rt,
             t.name,
-            format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}"),
+            format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}"
+            ),
         ));
     }
     match new

@@ -68,7 +68,8 @@ fn build(catalog: &Catalog, schemas: &Schemas, group: &str, version: &str, prefi
 }
 
 fn param(name: &str, location: &str) -> Value {
-    let mut p = json!({"name": name, "in": location, "schema": {"type": "string", "uniqueItems": true}});
+    let mut p =
+        json!({"name": name, "in": location, "schema": {"type": "string", "uniqueItems": true}});
     if location == "path" {
         p["required"] = json!(true);
     }
@@ -118,7 +119,13 @@ fn add_paths(paths: &mut Map<String, Value>, rt: &ResourceType, prefix: &str) {
         format!("/{prefix}/{}", rt.plural)
     };
     let write_params = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
-    let patch_params = ["dryRun", "fieldManager", "fieldValidation", "force", "pretty"];
+    let patch_params = [
+        "dryRun",
+        "fieldManager",
+        "fieldValidation",
+        "force",
+        "pretty",
+    ];
     let schema = rt.schema_name.as_str();
     paths.insert(
         base.clone(),

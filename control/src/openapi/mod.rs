@@ -45,9 +45,7 @@ impl Schemas {
         );
         roots.push(("io.k8s.api.autoscaling.v1.Scale".into(), scale));
         for (name, schema) in roots {
-            generator
-                .definitions_mut()
-                .insert(name, schema.to_value());
+            generator.definitions_mut().insert(name, schema.to_value());
         }
         let mut defs = generator.take_definitions(true);
 

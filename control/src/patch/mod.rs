@@ -79,17 +79,19 @@ pub fn apply(
 ) -> Result<Value, PatchError> {
     match kind {
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-                PatchError::bad_request(format!("invalid JSON patch: {e}"))
-            })?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| PatchError::bad_request(format!("invalid JSON patch: {e}")))?;
             let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops)
-                .map_err(|e| PatchError::unprocessable(format!("the JSON patch could not be applied: {e}")))?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| {
+                PatchError::unprocessable(format!("the JSON patch could not be applied: {e}"))
+            })?;
             Ok(doc)
         }
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(PatchError::bad_request("a merge patch must be a JSON object"));
+                return Err(PatchError::bad_request(
+                    "a merge patch must be a JSON object",
+                ));
             }
             let mut doc = current.clone();
             json_patch::merge(&mut doc, patch);

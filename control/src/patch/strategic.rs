@@ -92,7 +92,9 @@ impl<'a> Schema<'a> {
 /// Applies a strategic merge patch to `original`.
 pub fn apply(original: &Value, patch: &Value, schema: Schema<'_>) -> Result<Value, PatchError> {
     let Some(patch) = patch.as_object() else {
-        return Err(PatchError::bad_request("invalid JSON document: a strategic merge patch must be an object"));
+        return Err(PatchError::bad_request(
+            "invalid JSON document: a strategic merge patch must be an object",
+        ));
     };
     let original = original.as_object().cloned().unwrap_or_default();
     merge_map(original, patch.clone(), schema).map(Value::Object)
@@ -110,7 +112,9 @@ fn merge_map(
                 Ok(patch)
             }
             Some("delete") => Ok(Map::new()),
-            _ => Err(PatchError::invalid(format!("unknown patch type: {d} in map"))),
+            _ => Err(PatchError::invalid(format!(
+                "unknown patch type: {d} in map"
+            ))),
         };
     }
     apply_retain_keys(&mut orig, &mut patch)?;
@@ -273,7 +277,9 @@ fn index_of(list: &[Value], v: &Value, mk: Option<&str>) -> Option<usize> {
 }
 
 fn missing_key(v: &Value, mk: &str) -> PatchError {
-    PatchError::invalid(format!("map: {v} does not contain declared merge key: {mk}"))
+    PatchError::invalid(format!(
+        "map: {v} does not contain declared merge key: {mk}"
+    ))
 }
 
 /// Stable-sorts `to_sort` by position in `order` (unknown items stay put
@@ -319,7 +325,12 @@ fn sort_by_order(
 }
 
 /// Interleaves server-only items (in server order) with patch items.
-fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server: &[Value], mk: Option<&str>) -> Vec<Value> {
+fn merge_sorted(
+    left: Vec<Value>,
+    right: Vec<Value>,
+    server: &[Value],
+    mk: Option<&str>,
+) -> Vec<Value> {
     let mut out = Vec::with_capacity(left.len() + right.len());
     let mut left = left.into_iter().peekable();
     let mut right = right.into_iter().peekable();
@@ -362,7 +373,9 @@ fn element_kind(lists: &[&[Value]]) -> Result<Kind, PatchError> {
         let k = kind(v);
         match prev {
             None if k == Kind::List => {
-                return Err(PatchError::unprocessable("lists of lists are not supported"));
+                return Err(PatchError::unprocessable(
+                    "lists of lists are not supported",
+                ));
             }
             None => prev = Some(k),
             Some(p) if p != k => {
@@ -388,7 +401,10 @@ fn partition(
         {
             return Err(missing_key(&v, k));
         }
-        if by.iter().any(|b| same(item(b, mk), item(&v, mk)) && item(b, mk).is_some()) {
+        if by
+            .iter()
+            .any(|b| same(item(b, mk), item(&v, mk)) && item(b, mk).is_some())
+        {
             named.push(v);
         } else {
             rest.push(v);
@@ -437,7 +453,10 @@ fn merge_slice(
         all.extend(patch.iter().cloned());
         let merged = dedup(all);
         let (named, rest) = partition(merged, &patch, None)?;
-        return Ok((normalize_order(named, rest, &patch, &orig, None, false)?, None));
+        return Ok((
+            normalize_order(named, rest, &patch, &orig, None, false)?,
+            None,
+        ));
     }
     let Some(key) = mk else {
         return Err(PatchError::invalid("cannot merge lists without merge key"));
@@ -496,7 +515,11 @@ fn merge_slice(
     Ok((normalize_order(named, rest, &patch, &orig, mk, true)?, view))
 }
 
-fn validate_set_order(patch_list: &[Value], order: &[Value], mk: Option<&str>) -> Result<(), PatchError> {
+fn validate_set_order(
+    patch_list: &[Value],
+    order: &[Value],
+    mk: Option<&str>,
+) -> Result<(), PatchError> {
     if order.is_empty() || patch_list.is_empty() {
         return Ok(());
     }

@@ -80,7 +80,11 @@ pub const PATCH_FIELDS: &[PatchField] = &[
         strategy: "merge,retainKeys",
         merge_key: Some("name"),
     },
-    merge("io.k8s.api.core.v1.ContainerStatus", "volumeMounts", "mountPath"),
+    merge(
+        "io.k8s.api.core.v1.ContainerStatus",
+        "volumeMounts",
+        "mountPath",
+    ),
     merge(
         "io.k8s.api.core.v1.ContainerStatus",
         "allocatedResourcesStatus",

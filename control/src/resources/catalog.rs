@@ -86,7 +86,16 @@ impl Catalog {
             kind::<core::Pod>(
                 &["po"],
                 ALL,
-                &[Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy],
+                &[
+                    Status,
+                    Binding,
+                    Eviction,
+                    Log,
+                    Exec,
+                    Attach,
+                    PortForward,
+                    Proxy,
+                ],
             ),
             kind::<core::Service>(&["svc"], ALL, &[Status, Proxy]),
             kind::<core::Endpoints>(&["ep"], NONE, &[]),

@@ -118,8 +118,11 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
             let spec = spec(object);
             job_spec(spec);
             template(spec);
-            if let (Some(labels), Some(meta)) = (template_labels, object["metadata"].as_object_mut())
-                && meta.get("labels").is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
+            if let (Some(labels), Some(meta)) =
+                (template_labels, object["metadata"].as_object_mut())
+                && meta
+                    .get("labels")
+                    .is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
             {
                 meta.insert("labels".into(), labels);
             }
@@ -137,7 +140,10 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
         ("autoscaling", "HorizontalPodAutoscaler") => {
             let spec = spec(object);
             set_missing(spec, "minReplicas", json!(1));
-            if spec.get("metrics").is_none_or(|m| m.as_array().is_none_or(Vec::is_empty)) {
+            if spec
+                .get("metrics")
+                .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty))
+            {
                 spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]);
             }
         }
@@ -159,15 +165,17 @@ pub fn apply(rt: &ResourceType, object: &mut Value) {
 /// A Secret's `stringData` is write-only: it is folded into `data`.
 fn merge_string_data(secret: &mut Value) {
     use base64::Engine;
-    let Some(map) = secret.as_object_mut() else { return };
+    let Some(map) = secret.as_object_mut() else {
+        return;
+    };
     let Some(Value::Object(strings)) = map.remove("stringData") else {
         return;
     };
     let data = map.entry("data").or_insert_with(|| json!({}));
     if let Some(data) = data.as_object_mut() {
         for (k, v) in strings {
-            let encoded = base64::engine::general_purpose::STANDARD
-                .encode(v.as_str().unwrap_or_default());
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
             data.insert(k, json!(encoded));
         }
     }
@@ -227,7 +235,9 @@ fn job_spec(spec: &mut Value) {
     } else {
         set_missing(spec, "parallelism", json!(1));
     }
-    let per_index = spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+    let per_index = spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null());
     set_missing(
         spec,
         "backoffLimit",
@@ -268,7 +278,11 @@ fn pod_only(spec: &mut Value) {
     for list in ["containers", "initContainers"] {
         for c in items_mut(spec, list) {
             // Requests default to limits for resources with only a limit.
-            if let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() {
+            if let Some(limits) = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned()
+            {
                 let resources = entry(c, "resources", json!({}));
                 let requests = entry(resources, "requests", json!({}));
                 for (k, v) in limits {
@@ -344,7 +358,11 @@ fn container(c: &mut Value) {
 
 fn http_get(handler: &mut Value) {
     if let Some(h) = handler.get_mut("httpGet").filter(|h| h.is_object()) {
-        if h.get("path").and_then(Value::as_str).unwrap_or_default().is_empty() {
+        if h.get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
             h["path"] = json!("/");
         }
         set_missing(h, "scheme", json!("HTTP"));
@@ -353,11 +371,36 @@ fn http_get(handler: &mut Value) {
 
 /// Volume source fields (everything in `Volume` but its name).
 const VOLUME_SOURCES: &[&str] = &[
-    "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "configMap", "csi",
-    "downwardAPI", "emptyDir", "ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk",
-    "gitRepo", "glusterfs", "hostPath", "image", "iscsi", "nfs", "persistentVolumeClaim",
-    "photonPersistentDisk", "portworxVolume", "projected", "quobyte", "rbd", "scaleIO", "secret",
-    "storageos", "vsphereVolume",
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
 ];
 
 pub fn volume_sources() -> &'static [&'static str] {
@@ -365,7 +408,10 @@ pub fn volume_sources() -> &'static [&'static str] {
 }
 
 fn volume(v: &mut Value) {
-    if !VOLUME_SOURCES.iter().any(|s| v.get(*s).is_some_and(|x| !x.is_null())) {
+    if !VOLUME_SOURCES
+        .iter()
+        .any(|s| v.get(*s).is_some_and(|x| !x.is_null()))
+    {
         v["emptyDir"] = json!({});
     }
     for source in ["configMap", "secret", "downwardAPI", "projected"] {
@@ -415,7 +461,9 @@ fn service(object: &mut Value) {
     }
     let kind = spec["type"].as_str().unwrap_or_default().to_string();
     let external = matches!(kind.as_str(), "NodePort" | "LoadBalancer")
-        || spec["externalIPs"].as_array().is_some_and(|a| !a.is_empty());
+        || spec["externalIPs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
     if external {
         set_missing(spec, "externalTrafficPolicy", json!("Cluster"));
     }
@@ -428,7 +476,11 @@ fn service(object: &mut Value) {
         set_missing(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
     // `clusterIPs` mirrors `clusterIP` once it is known.
-    if let Some(ip) = spec.get("clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(ip) = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         let ip = ip.to_string();
         set_missing(spec, "clusterIPs", json!([ip]));
     }

@@ -25,7 +25,10 @@ fn kind_fields(kind: &str) -> &'static [(&'static str, &'static str)] {
             ("involvedObject.name", "/involvedObject/name"),
             ("involvedObject.uid", "/involvedObject/uid"),
             ("involvedObject.apiVersion", "/involvedObject/apiVersion"),
-            ("involvedObject.resourceVersion", "/involvedObject/resourceVersion"),
+            (
+                "involvedObject.resourceVersion",
+                "/involvedObject/resourceVersion",
+            ),
             ("involvedObject.fieldPath", "/involvedObject/fieldPath"),
             ("reason", "/reason"),
             ("reportingComponent", "/reportingComponent"),
@@ -35,7 +38,10 @@ fn kind_fields(kind: &str) -> &'static [(&'static str, &'static str)] {
         "Node" => &[("spec.unschedulable", "/spec/unschedulable")],
         "Namespace" => &[("status.phase", "/status/phase")],
         "Secret" => &[("type", "/type")],
-        "Service" => &[("spec.clusterIP", "/spec/clusterIP"), ("spec.type", "/spec/type")],
+        "Service" => &[
+            ("spec.clusterIP", "/spec/clusterIP"),
+            ("spec.type", "/spec/type"),
+        ],
         "Job" => &[("status.successful", "/status/succeeded")],
         "ReplicaSet" => &[("status.replicas", "/status/replicas")],
         "PersistentVolumeClaim" => &[("spec.volumeName", "/spec/volumeName")],

@@ -71,7 +71,9 @@ fn initial_status(rt: &ResourceType, object: &Value) -> Value {
             status
         }
         "Namespace" => json!({"phase": "Active"}),
-        "PersistentVolume" => json!({"phase": "Pending", "lastPhaseTransitionTime": crate::objects::now()}),
+        "PersistentVolume" => {
+            json!({"phase": "Pending", "lastPhaseTransitionTime": crate::objects::now()})
+        }
         "PersistentVolumeClaim" => json!({"phase": "Pending"}),
         "Service" => json!({"loadBalancer": {}}),
         _ => json!({}),
@@ -126,7 +128,8 @@ fn job_selector(object: &mut Value) {
     ] {
         labels.entry(key).or_insert_with(|| value.clone());
     }
-    object["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    object["spec"]["selector"] =
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
 
 /// Carries server-owned state from `old` into an update and bumps

@@ -16,9 +16,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{
-    Event, EventType, Object, Result, Store, StoreError, WatchStream, set_revision,
-};
+use super::{Event, EventType, Object, Result, Store, StoreError, WatchStream, set_revision};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -157,7 +155,12 @@ fn load(db: &Database) -> Result<(BTreeMap<String, Object>, u64)> {
         .map_err(backend)?
         .map_or(0, |v| v.value());
     let mut objects = BTreeMap::new();
-    for entry in txn.open_table(OBJECTS).map_err(backend)?.iter().map_err(backend)? {
+    for entry in txn
+        .open_table(OBJECTS)
+        .map_err(backend)?
+        .iter()
+        .map_err(backend)?
+    {
         let (key, value) = entry.map_err(backend)?;
         let object: Value = serde_json::from_slice(value.value()).map_err(backend)?;
         objects.insert(key.value().to_string(), Arc::new(object));
@@ -197,7 +200,13 @@ fn commit_batch(db: &Database, shared: &Shared, requests: Vec<WriteRequest>) -> 
             };
             let current = match overlay.get(&key) {
                 Some(o) => o.clone(),
-                None => shared.state.read().expect("store lock").objects.get(&key).cloned(),
+                None => shared
+                    .state
+                    .read()
+                    .expect("store lock")
+                    .objects
+                    .get(&key)
+                    .cloned(),
             };
             let checked = check(&op, &key, current.as_ref());
             let (kind, mut object) = match checked {
@@ -215,7 +224,9 @@ fn commit_batch(db: &Database, shared: &Shared, requests: Vec<WriteRequest>) -> 
                 overlay.insert(key.clone(), None);
             } else {
                 let bytes = serde_json::to_vec(&*object).map_err(backend)?;
-                table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+                table
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
                 overlay.insert(key.clone(), Some(object.clone()));
             }
             staged.push(Staged {
@@ -303,7 +314,14 @@ impl Store for RedbStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Object>> {
-        Ok(self.shared.state.read().expect("store lock").objects.get(key).cloned())
+        Ok(self
+            .shared
+            .state
+            .read()
+            .expect("store lock")
+            .objects
+            .get(key)
+            .cloned())
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<Object>, u64)> {
@@ -322,7 +340,8 @@ impl Store for RedbStore {
     }
 
     async fn update(&self, key: &str, object: Value, expected: Option<u64>) -> Result<Object> {
-        self.write(Op::Update(key.to_string(), object, expected)).await
+        self.write(Op::Update(key.to_string(), object, expected))
+            .await
     }
 
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<Object> {

@@ -24,7 +24,12 @@ fn names(v: &Value, field: &str) -> Vec<String> {
 }
 
 fn containers(names: &[&str]) -> Value {
-    Value::Array(names.iter().map(|n| json!({"name": n, "image": "i"})).collect())
+    Value::Array(
+        names
+            .iter()
+            .map(|n| json!({"name": n, "image": "i"}))
+            .collect(),
+    )
 }
 
 #[test]
@@ -123,7 +128,12 @@ fn set_element_order_reorders_primitive_lists() {
     )
     .unwrap();
     assert_eq!(out["finalizers"], json!(["a", "c"]));
-    let out = apply(&json!({"finalizers": ["a", "b"]}), &json!({"finalizers": ["c"]}), meta).unwrap();
+    let out = apply(
+        &json!({"finalizers": ["a", "b"]}),
+        &json!({"finalizers": ["c"]}),
+        meta,
+    )
+    .unwrap();
     assert_eq!(out["finalizers"], json!(["c", "a", "b"]));
 }
 

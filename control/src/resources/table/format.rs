@@ -119,8 +119,14 @@ pub fn selector_string(sel: &Value) -> String {
 /// Names and images of a container list, comma-joined.
 pub fn containers(list: &Value) -> (String, String) {
     let items = list.as_array().map(Vec::as_slice).unwrap_or_default();
-    let names: Vec<&str> = items.iter().map(|c| c["name"].as_str().unwrap_or_default()).collect();
-    let images: Vec<&str> = items.iter().map(|c| c["image"].as_str().unwrap_or_default()).collect();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default())
+        .collect();
+    let images: Vec<&str> = items
+        .iter()
+        .map(|c| c["image"].as_str().unwrap_or_default())
+        .collect();
     (names.join(","), images.join(","))
 }
 

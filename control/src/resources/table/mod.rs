@@ -298,7 +298,11 @@ fn list_with_more(items: Vec<String>, max: usize) -> String {
     if count > max {
         ret = format!("{ret} + {} more...", count - max);
     }
-    if ret.is_empty() { "<unset>".into() } else { ret }
+    if ret.is_empty() {
+        "<unset>".into()
+    } else {
+        ret
+    }
 }
 
 fn condition_true(o: &Value, ty: &str) -> bool {
@@ -329,7 +333,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                 "LoadBalancer" => {
                     let mut all = lb_addresses(&status["loadBalancer"]["ingress"]);
                     all.extend(external_ips);
-                    if all.is_empty() { "<pending>".into() } else { all.join(",") }
+                    if all.is_empty() {
+                        "<pending>".into()
+                    } else {
+                        all.join(",")
+                    }
                 }
                 "ExternalName" => or(&spec["externalName"], ""),
                 _ => "<unknown>".into(),
@@ -346,12 +354,24 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                     }
                 })
                 .collect();
-            let ports = if ports.is_empty() { "<none>".into() } else { ports.join(",") };
+            let ports = if ports.is_empty() {
+                "<none>".into()
+            } else {
+                ports.join(",")
+            };
             let cluster_ip = spec["clusterIPs"][0]
                 .as_str()
                 .or_else(|| spec["clusterIP"].as_str().filter(|s| !s.is_empty()))
                 .unwrap_or("<none>");
-            vec![name, json!(ty), json!(cluster_ip), json!(external), json!(ports), age, json!(labels(&spec["selector"]))]
+            vec![
+                name,
+                json!(ty),
+                json!(cluster_ip),
+                json!(external),
+                json!(ports),
+                age,
+                json!(labels(&spec["selector"])),
+            ]
         }
         "Endpoints" => vec![name, json!(endpoints(o)), age],
         "Node" => {
@@ -359,8 +379,7 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|c| c["type"] == "Ready")
-                .last();
+                .rfind(|c| c["type"] == "Ready");
             let mut st = vec![match ready {
                 Some(c) if c["status"] == "True" => "Ready",
                 Some(_) => "NotReady",
@@ -399,7 +418,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             vec![
                 name,
                 json!(st.join(",")),
-                json!(if roles.is_empty() { "<none>".into() } else { roles.join(",") }),
+                json!(if roles.is_empty() {
+                    "<none>".into()
+                } else {
+                    roles.join(",")
+                }),
                 age,
                 json!(or(&info["kubeletVersion"], "")),
                 json!(addr("InternalIP")),
@@ -421,7 +444,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             json!(o["data"].as_object().map_or(0, |m| m.len())),
             age,
         ],
-        "ServiceAccount" => vec![name, json!(o["secrets"].as_array().map_or(0, Vec::len)), age],
+        "ServiceAccount" => vec![
+            name,
+            json!(o["secrets"].as_array().map_or(0, Vec::len)),
+            age,
+        ],
         "Event" => return (event(o, now), None),
         "LimitRange" => vec![name, json!(or(&o["metadata"]["creationTimestamp"], ""))],
         "PersistentVolume" => {
@@ -449,8 +476,16 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                 name,
                 json!(terminating_or(o, &status["phase"])),
                 json!(or(&spec["volumeName"], "")),
-                json!(if bound { or(&status["capacity"]["storage"], "0") } else { String::new() }),
-                json!(if bound { access_modes(&status["accessModes"]) } else { String::new() }),
+                json!(if bound {
+                    or(&status["capacity"]["storage"], "0")
+                } else {
+                    String::new()
+                }),
+                json!(if bound {
+                    access_modes(&status["accessModes"])
+                } else {
+                    String::new()
+                }),
                 json!(storage_class(o)),
                 json!(or(&spec["volumeAttributesClassName"], "<unset>")),
                 age,
@@ -458,7 +493,12 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             ]
         }
         "ResourceQuota" => {
-            let mut keys: Vec<&String> = status["hard"].as_object().into_iter().flatten().map(|(k, _)| k).collect();
+            let mut keys: Vec<&String> = status["hard"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .collect();
             keys.sort();
             let (mut req, mut lim) = (Vec::new(), Vec::new());
             for k in keys {
@@ -467,7 +507,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                     or(&status["used"][k.as_str()], "0"),
                     or(&status["hard"][k.as_str()], "0")
                 );
-                if k.starts_with("limits.") { lim.push(entry) } else { req.push(entry) }
+                if k.starts_with("limits.") {
+                    lim.push(entry)
+                } else {
+                    req.push(entry)
+                }
             }
             vec![name, json!(req.join(", ")), json!(lim.join(", ")), age]
         }
@@ -475,7 +519,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             let (names, images) = containers(&spec["template"]["spec"]["containers"]);
             vec![
                 name,
-                json!(format!("{}/{}", int(&status["readyReplicas"]), spec["replicas"].as_i64().unwrap_or(1))),
+                json!(format!(
+                    "{}/{}",
+                    int(&status["readyReplicas"]),
+                    spec["replicas"].as_i64().unwrap_or(1)
+                )),
                 json!(int(&status["updatedReplicas"])),
                 json!(int(&status["availableReplicas"])),
                 age,
@@ -501,7 +549,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             let (names, images) = containers(&spec["template"]["spec"]["containers"]);
             vec![
                 name,
-                json!(format!("{}/{}", int(&status["readyReplicas"]), spec["replicas"].as_i64().unwrap_or(1))),
+                json!(format!(
+                    "{}/{}",
+                    int(&status["readyReplicas"]),
+                    spec["replicas"].as_i64().unwrap_or(1)
+                )),
                 age,
                 json!(names),
                 json!(images),
@@ -565,19 +617,35 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                     _ => format!("{succeeded}/1"),
                 },
             };
-            let duration = match (status["startTime"].as_str(), status["completionTime"].as_str()) {
+            let duration = match (
+                status["startTime"].as_str(),
+                status["completionTime"].as_str(),
+            ) {
                 (None, _) => String::new(),
                 (Some(_), None) => since(&status["startTime"], now),
-                (Some(start), Some(end)) => match (start.parse::<jiff::Timestamp>(), end.parse::<jiff::Timestamp>()) {
+                (Some(start), Some(end)) => match (
+                    start.parse::<jiff::Timestamp>(),
+                    end.parse::<jiff::Timestamp>(),
+                ) {
                     (Ok(s), Ok(e)) => human_duration(e.duration_since(s).as_secs()),
                     _ => String::new(),
                 },
             };
             let (names, images) = containers(&spec["template"]["spec"]["containers"]);
-            vec![name, json!(st), json!(completions), json!(duration), age, json!(names), json!(images), json!(selector(&spec["selector"]))]
+            vec![
+                name,
+                json!(st),
+                json!(completions),
+                json!(duration),
+                age,
+                json!(names),
+                json!(images),
+                json!(selector(&spec["selector"])),
+            ]
         }
         "CronJob" => {
-            let (names, images) = containers(&spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]);
+            let (names, images) =
+                containers(&spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]);
             let suspend = match spec["suspend"].as_bool() {
                 Some(true) => "True",
                 Some(false) => "False",
@@ -603,9 +671,17 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
         }
         "HorizontalPodAutoscaler" => vec![
             name,
-            json!(format!("{}/{}", or(&spec["scaleTargetRef"]["kind"], ""), or(&spec["scaleTargetRef"]["name"], ""))),
+            json!(format!(
+                "{}/{}",
+                or(&spec["scaleTargetRef"]["kind"], ""),
+                or(&spec["scaleTargetRef"]["name"], "")
+            )),
             json!(hpa_targets(o)),
-            json!(spec["minReplicas"].as_i64().map_or("<unset>".to_string(), |m| m.to_string())),
+            json!(
+                spec["minReplicas"]
+                    .as_i64()
+                    .map_or("<unset>".to_string(), |m| m.to_string())
+            ),
             json!(int(&spec["maxReplicas"])),
             json!(int(&status["currentReplicas"])),
             age,
@@ -614,12 +690,21 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             let rules = spec["rules"].as_array().cloned().unwrap_or_default();
             let hosts: Vec<String> = rules
                 .iter()
-                .filter_map(|r| r["host"].as_str().filter(|h| !h.is_empty()).map(String::from))
+                .filter_map(|r| {
+                    r["host"]
+                        .as_str()
+                        .filter(|h| !h.is_empty())
+                        .map(String::from)
+                })
                 .collect();
             let hosts = if hosts.is_empty() {
                 "*".to_string()
             } else if rules.len() > 3 {
-                format!("{} + {} more...", hosts.into_iter().take(3).collect::<Vec<_>>().join(","), rules.len() - 3)
+                format!(
+                    "{} + {} more...",
+                    hosts.into_iter().take(3).collect::<Vec<_>>().join(","),
+                    rules.len() - 3
+                )
             } else {
                 hosts.join(",")
             };
@@ -634,16 +719,29 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             ]
         }
         "IngressClass" => {
-            let default = o["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true";
-            let shown = format!("{}{}", name.as_str().unwrap_or_default(), if default { " (default)" } else { "" });
+            let default = o["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"]
+                == "true";
+            let shown = format!(
+                "{}{}",
+                name.as_str().unwrap_or_default(),
+                if default { " (default)" } else { "" }
+            );
             let params = match spec.get("parameters").filter(|p| p.is_object()) {
                 None => "<none>".to_string(),
                 Some(p) => {
-                    let group = p["apiGroup"].as_str().map(|g| format!(".{g}")).unwrap_or_default();
+                    let group = p["apiGroup"]
+                        .as_str()
+                        .map(|g| format!(".{g}"))
+                        .unwrap_or_default();
                     format!("{}{group}/{}", or(&p["kind"], ""), or(&p["name"], ""))
                 }
             };
-            vec![json!(shown), json!(or(&spec["controller"], "")), json!(params), age]
+            vec![
+                json!(shown),
+                json!(or(&spec["controller"], "")),
+                json!(params),
+                age,
+            ]
         }
         "RuntimeClass" => vec![name, json!(or(&o["handler"], "")), age],
         "Lease" => vec![name, json!(or(&spec["holderIdentity"], "")), age],
@@ -654,7 +752,11 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                 .flatten()
                 .map(|p| match p["port"].as_i64() {
                     Some(n) => n.to_string(),
-                    None => p["name"].as_str().filter(|n| !n.is_empty()).unwrap_or("*").to_string(),
+                    None => p["name"]
+                        .as_str()
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or("*")
+                        .to_string(),
                 })
                 .collect();
             let addrs: Vec<String> = o["endpoints"]
@@ -664,7 +766,13 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                 .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
                 .filter_map(|a| a.as_str().map(String::from))
                 .collect();
-            vec![name, json!(or(&o["addressType"], "")), json!(list_with_more(ports, 3)), json!(list_with_more(addrs, 3)), age]
+            vec![
+                name,
+                json!(or(&o["addressType"], "")),
+                json!(list_with_more(ports, 3)),
+                json!(list_with_more(addrs, 3)),
+                age,
+            ]
         }
         _ => vec![name, age],
     };
@@ -759,7 +867,11 @@ fn event(o: &Value, now: jiff::Timestamp) -> Vec<Value> {
         .filter(|s| !s.is_empty())
         .or(o["reportingInstance"].as_str())
         .unwrap_or_default();
-    let source = if inst.is_empty() { comp.to_string() } else { format!("{comp}, {inst}") };
+    let source = if inst.is_empty() {
+        comp.to_string()
+    } else {
+        format!("{comp}, {inst}")
+    };
     vec![
         json!(last),
         json!(or(&o["type"], "")),
@@ -779,7 +891,10 @@ fn hpa_targets(o: &Value) -> String {
     if specs.is_empty() {
         return "<none>".into();
     }
-    let statuses = o["status"]["currentMetrics"].as_array().cloned().unwrap_or_default();
+    let statuses = o["status"]["currentMetrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let list: Vec<String> = specs
         .iter()
         .enumerate()
@@ -788,13 +903,19 @@ fn hpa_targets(o: &Value) -> String {
             let ty = m["type"].as_str().unwrap_or_default();
             match ty {
                 "Resource" | "ContainerResource" => {
-                    let key = if ty == "Resource" { "resource" } else { "containerResource" };
+                    let key = if ty == "Resource" {
+                        "resource"
+                    } else {
+                        "containerResource"
+                    };
                     let r = &m[key];
                     let target = &r["target"];
                     let name = or(&r["name"], "");
                     let current = st.map(|s| &s[key]["current"]);
                     if target["averageValue"].is_string() {
-                        let cur = current.and_then(|c| c["averageValue"].as_str()).unwrap_or("<unknown>");
+                        let cur = current
+                            .and_then(|c| c["averageValue"].as_str())
+                            .unwrap_or("<unknown>");
                         format!("{name}: {cur}/{}", or(&target["averageValue"], ""))
                     } else {
                         let cur = current
@@ -807,17 +928,23 @@ fn hpa_targets(o: &Value) -> String {
                     }
                 }
                 "Pods" => {
-                    let cur = st.and_then(|s| s["pods"]["current"]["averageValue"].as_str()).unwrap_or("<unknown>");
+                    let cur = st
+                        .and_then(|s| s["pods"]["current"]["averageValue"].as_str())
+                        .unwrap_or("<unknown>");
                     format!("{cur}/{}", or(&m["pods"]["target"]["averageValue"], ""))
                 }
                 "Object" | "External" => {
                     let key = if ty == "Object" { "object" } else { "external" };
                     let target = &m[key]["target"];
                     if target["averageValue"].is_string() {
-                        let cur = st.and_then(|s| s[key]["current"]["averageValue"].as_str()).unwrap_or("<unknown>");
+                        let cur = st
+                            .and_then(|s| s[key]["current"]["averageValue"].as_str())
+                            .unwrap_or("<unknown>");
                         format!("{cur}/{} (avg)", or(&target["averageValue"], ""))
                     } else {
-                        let cur = st.and_then(|s| s[key]["current"]["value"].as_str()).unwrap_or("<unknown>");
+                        let cur = st
+                            .and_then(|s| s[key]["current"]["value"].as_str())
+                            .unwrap_or("<unknown>");
                         format!("{cur}/{}", or(&target["value"], ""))
                     }
                 }

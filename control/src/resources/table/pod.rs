@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::format::{since, or};
+use super::format::{or, since};
 
 fn condition_true(pod: &Value, ty: &str) -> bool {
     pod["status"]["conditions"]
@@ -34,7 +34,10 @@ fn terminated_reason(t: &Value, prefix: &str) -> String {
 pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
     let spec = &pod["spec"];
     let status = &pod["status"];
-    let init_specs = spec["initContainers"].as_array().cloned().unwrap_or_default();
+    let init_specs = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let sidecar = |name: &str| {
         init_specs
             .iter()
@@ -43,7 +46,10 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
     let mut restarts = 0;
     let mut sidecar_restarts = 0;
     let total = spec["containers"].as_array().map_or(0, Vec::len)
-        + init_specs.iter().filter(|c| c["restartPolicy"] == "Always").count();
+        + init_specs
+            .iter()
+            .filter(|c| c["restartPolicy"] == "Always")
+            .count();
     let mut ready = 0;
     let mut last_restart: Option<&str> = None;
     let mut last_sidecar_restart: Option<&str> = None;
@@ -58,8 +64,12 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
         reason = "SchedulingGated".into();
     }
     let conditions = match phase {
-        "Succeeded" => Some(json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}])),
-        "Failed" => Some(json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}])),
+        "Succeeded" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]),
+        ),
+        "Failed" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]),
+        ),
         _ => None,
     };
 
@@ -76,7 +86,9 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
             last_sidecar_restart = later(last_sidecar_restart, finished);
         }
         let terminated = &cs["state"]["terminated"];
-        let waiting_reason = cs["state"]["waiting"]["reason"].as_str().unwrap_or_default();
+        let waiting_reason = cs["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or_default();
         if terminated.is_object() && terminated["exitCode"].as_i64().unwrap_or(0) == 0 {
             continue;
         } else if is_sidecar && cs["started"] == true {
@@ -103,8 +115,13 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
         let statuses = status["containerStatuses"].as_array().unwrap_or(&empty);
         for cs in statuses.iter().rev() {
             restarts += cs["restartCount"].as_i64().unwrap_or(0);
-            last_restart = later(last_restart, cs["lastState"]["terminated"]["finishedAt"].as_str());
-            let waiting = cs["state"]["waiting"]["reason"].as_str().unwrap_or_default();
+            last_restart = later(
+                last_restart,
+                cs["lastState"]["terminated"]["finishedAt"].as_str(),
+            );
+            let waiting = cs["state"]["waiting"]["reason"]
+                .as_str()
+                .unwrap_or_default();
             let terminated = &cs["state"]["terminated"];
             if !waiting.is_empty() {
                 reason = waiting.to_string();
@@ -129,7 +146,9 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
         }
     }
 
-    let deleting = pod["metadata"].get("deletionTimestamp").is_some_and(|d| !d.is_null());
+    let deleting = pod["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|d| !d.is_null());
     if deleting && status["reason"] == "NodeLost" {
         reason = "Unknown".into();
     } else if deleting && !matches!(phase, "Succeeded" | "Failed") {
@@ -140,8 +159,14 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
         Some(t) if restarts != 0 => format!("{restarts} ({} ago)", since(&json!(t), now)),
         _ => restarts.to_string(),
     };
-    let ip = status["podIPs"][0]["ip"].as_str().unwrap_or("<none>").to_string();
-    let gates = spec["readinessGates"].as_array().cloned().unwrap_or_default();
+    let ip = status["podIPs"][0]["ip"]
+        .as_str()
+        .unwrap_or("<none>")
+        .to_string();
+    let gates = spec["readinessGates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let gates_cell = if gates.is_empty() {
         "<none>".to_string()
     } else {
@@ -170,32 +195,46 @@ mod tests {
     use super::*;
 
     fn status_of(pod: Value) -> String {
-        row(&pod, jiff::Timestamp::now()).0[2].as_str().unwrap().to_string()
+        row(&pod, jiff::Timestamp::now()).0[2]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn pod_status_reasons_match_kubectl() {
-        assert_eq!(status_of(json!({"metadata": {"name": "p"}, "status": {"phase": "Pending"}})), "Pending");
         assert_eq!(
-            status_of(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]},
+            status_of(json!({"metadata": {"name": "p"}, "status": {"phase": "Pending"}})),
+            "Pending"
+        );
+        assert_eq!(
+            status_of(
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]},
                 "status": {"phase": "Running", "containerStatuses": [{"name": "a", "restartCount": 3,
-                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}})),
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}})
+            ),
             "CrashLoopBackOff"
         );
         assert_eq!(
-            status_of(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]},
-                "status": {"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"running": {}}}]}})),
+            status_of(
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "i"}]},
+                "status": {"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"running": {}}}]}})
+            ),
             "Init:0/1"
         );
         assert_eq!(
-            status_of(json!({"metadata": {"name": "p", "deletionTimestamp": "2020-01-01T00:00:00Z"},
-                "status": {"phase": "Running"}})),
+            status_of(
+                json!({"metadata": {"name": "p", "deletionTimestamp": "2020-01-01T00:00:00Z"},
+                "status": {"phase": "Running"}})
+            ),
             "Terminating"
         );
         assert_eq!(
-            status_of(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]},
+            status_of(
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]},
                 "status": {"phase": "Succeeded", "containerStatuses": [{"name": "a",
-                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}})),
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}})
+            ),
             "Completed"
         );
     }

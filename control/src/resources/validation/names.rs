@@ -144,8 +144,7 @@ pub fn env_var_name(s: &str) -> Vec<String> {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.'))
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if valid {
         Vec::new()

@@ -129,7 +129,10 @@ pub fn pvc(object: &Value, old: Option<&Value>, errs: &mut Errors) {
     if let Some(old) = old {
         let strip = |v: &Value| {
             let mut v = v.clone();
-            if let Some(r) = v.pointer_mut("/resources/requests").and_then(Value::as_object_mut) {
+            if let Some(r) = v
+                .pointer_mut("/resources/requests")
+                .and_then(Value::as_object_mut)
+            {
                 r.remove("storage");
             }
             if let Some(m) = v.as_object_mut() {

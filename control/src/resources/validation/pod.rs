@@ -31,7 +31,10 @@ pub fn pod(object: &Value, old: Option<&Value>, errs: &mut Errors) {
 /// A pod template inside a workload: labels and spec. `claims` names
 /// volumes the workload adds (a StatefulSet's volume claim templates).
 pub fn template(template: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
-    if let Some(labels) = template.pointer("/metadata/labels").and_then(Value::as_object) {
+    if let Some(labels) = template
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+    {
         meta::labels_map(labels, &format!("{path}.labels"), errs);
     }
     pod_spec(&template["spec"], &format!("{path}.spec"), claims, errs);
@@ -47,7 +50,13 @@ pub fn pod_spec(spec: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
     let mut names_seen = HashSet::new();
     for list in ["initContainers", "containers"] {
         for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
-            container(c, &format!("{path}.{list}[{i}]"), &volumes, &mut names_seen, errs);
+            container(
+                c,
+                &format!("{path}.{list}[{i}]"),
+                &volumes,
+                &mut names_seen,
+                errs,
+            );
             if list == "containers" && c.get("restartPolicy").is_some_and(|r| !r.is_null()) {
                 errs.push(FieldError::forbidden(
                     format!("{path}.{list}[{i}].restartPolicy"),
@@ -56,7 +65,12 @@ pub fn pod_spec(spec: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
             }
         }
     }
-    errs.one_of(spec, "restartPolicy", &format!("{path}.restartPolicy"), RESTART_POLICIES);
+    errs.one_of(
+        spec,
+        "restartPolicy",
+        &format!("{path}.restartPolicy"),
+        RESTART_POLICIES,
+    );
     errs.one_of(
         spec,
         "dnsPolicy",
@@ -181,7 +195,12 @@ fn container(
         }
     }
     let mut mount_paths = HashSet::new();
-    for (i, m) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
+    for (i, m) in c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let p = format!("{path}.volumeMounts[{i}]");
         let n = m["name"].as_str().unwrap_or_default();
         if n.is_empty() {
@@ -207,7 +226,12 @@ fn container(
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(p) = c.get(probe).filter(|p| p.is_object()) {
-            self::probe(p, &format!("{path}.{probe}"), probe != "readinessProbe", errs);
+            self::probe(
+                p,
+                &format!("{path}.{probe}"),
+                probe != "readinessProbe",
+                errs,
+            );
         }
     }
 }
@@ -244,9 +268,7 @@ fn probe(p: &Value, path: &str, success_must_be_one: bool, errs: &mut Errors) {
     ] {
         errs.non_negative(p, field, &format!("{path}.{field}"));
     }
-    if success_must_be_one
-        && let Some(n) = p["successThreshold"].as_i64().filter(|n| *n != 1)
-    {
+    if success_must_be_one && let Some(n) = p["successThreshold"].as_i64().filter(|n| *n != 1) {
         errs.push(FieldError::invalid(
             format!("{path}.successThreshold"),
             &json!(n),
@@ -259,7 +281,12 @@ fn probe(p: &Value, path: &str, success_must_be_one: bool, errs: &mut Errors) {
         errs.push(FieldError::required(format!("{path}.exec.command"), ""));
     }
     if let Some(h) = p.get("httpGet").filter(|h| h.is_object()) {
-        errs.one_of(h, "scheme", &format!("{path}.httpGet.scheme"), &["HTTP", "HTTPS"]);
+        errs.one_of(
+            h,
+            "scheme",
+            &format!("{path}.httpGet.scheme"),
+            &["HTTP", "HTTPS"],
+        );
     }
 }
 

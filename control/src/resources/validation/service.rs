@@ -40,7 +40,12 @@ pub fn service(object: &Value, old: Option<&Value>, errs: &mut Errors) {
                 "must be between 1 and 65535, inclusive",
             ));
         }
-        errs.one_of(p, "protocol", &format!("{path}.protocol"), &["SCTP", "TCP", "UDP"]);
+        errs.one_of(
+            p,
+            "protocol",
+            &format!("{path}.protocol"),
+            &["SCTP", "TCP", "UDP"],
+        );
         let key = (p["protocol"].as_str().unwrap_or("TCP").to_string(), port);
         if !seen_ports.insert(key) {
             errs.push(FieldError::duplicate(path.clone(), p));
@@ -79,7 +84,12 @@ pub fn service(object: &Value, old: Option<&Value>, errs: &mut Errors) {
             }
         }
     }
-    errs.one_of(spec, "sessionAffinity", "spec.sessionAffinity", &["ClientIP", "None"]);
+    errs.one_of(
+        spec,
+        "sessionAffinity",
+        "spec.sessionAffinity",
+        &["ClientIP", "None"],
+    );
     errs.one_of(
         spec,
         "internalTrafficPolicy",

@@ -13,10 +13,21 @@ use crate::selector::labels::labels_of;
 /// `spec.selector` is present, non-empty and selects the template's labels.
 fn selector_matches_template(spec: &Value, kind_word: &str, errs: &mut Errors) {
     let selector = spec.get("selector").filter(|s| !s.is_null());
-    let template_labels = spec.pointer("/template/metadata/labels").cloned().unwrap_or(json!({}));
+    let template_labels = spec
+        .pointer("/template/metadata/labels")
+        .cloned()
+        .unwrap_or(json!({}));
     match selector {
         None => errs.push(FieldError::required("spec.selector", "")),
-        Some(s) if s.as_object().is_some_and(|m| m.values().all(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty()) || v.as_array().is_some_and(|a| a.is_empty()))) => {
+        Some(s)
+            if s.as_object().is_some_and(|m| {
+                m.values().all(|v| {
+                    v.is_null()
+                        || v.as_object().is_some_and(|o| o.is_empty())
+                        || v.as_array().is_some_and(|a| a.is_empty())
+                })
+            }) =>
+        {
             errs.push(FieldError::invalid(
                 "spec.selector",
                 s,
@@ -27,7 +38,11 @@ fn selector_matches_template(spec: &Value, kind_word: &str, errs: &mut Errors) {
         Some(_) => {}
     }
     match LabelSelector::from_k8s(selector) {
-        Err(e) => errs.push(FieldError::invalid("spec.selector", selector.unwrap_or(&Value::Null), e)),
+        Err(e) => errs.push(FieldError::invalid(
+            "spec.selector",
+            selector.unwrap_or(&Value::Null),
+            e,
+        )),
         Ok(sel) => {
             let template = json!({"metadata": {"labels": template_labels}});
             if !sel.matches(&labels_of(&template)) {
@@ -50,7 +65,10 @@ fn template_restart_always(spec: &Value, kind: &str, errs: &mut Errors) {
             &["Always"],
         ));
     }
-    if spec["template"]["spec"].get("activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
+    if spec["template"]["spec"]
+        .get("activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
+    {
         errs.push(FieldError::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
             format!("activeDeadlineSeconds in {kind} is not Supported"),
@@ -63,13 +81,21 @@ fn percent_or_int(v: &Value, path: &str, errs: &mut Errors) -> Option<f64> {
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(0);
             if n < 0 {
-                errs.push(FieldError::invalid(path, v, "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid(
+                    path,
+                    v,
+                    "must be greater than or equal to 0",
+                ));
             }
             Some(n as f64)
         }
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()) {
             Some(p) if p > 100 => {
-                errs.push(FieldError::invalid(path, v, "must not be greater than 100%"));
+                errs.push(FieldError::invalid(
+                    path,
+                    v,
+                    "must not be greater than 100%",
+                ));
                 None
             }
             Some(p) => Some(p as f64),
@@ -85,7 +111,12 @@ fn percent_or_int(v: &Value, path: &str, errs: &mut Errors) -> Option<f64> {
 /// Deployments and ReplicaSets.
 pub fn replicated(kind: &str, object: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = &object["spec"];
-    for f in ["replicas", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"] {
+    for f in [
+        "replicas",
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+    ] {
         errs.non_negative(spec, f, &format!("spec.{f}"));
     }
     selector_matches_template(spec, "deployment", errs);

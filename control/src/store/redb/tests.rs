@@ -14,17 +14,29 @@ fn open(dir: &tempfile::TempDir) -> RedbStore {
 async fn writes_are_compare_and_swap_on_the_revision() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let a = store.create("core/configmaps/ns/a", obj("a")).await.unwrap();
+    let a = store
+        .create("core/configmaps/ns/a", obj("a"))
+        .await
+        .unwrap();
     assert_eq!(super::super::revision_of(&a), 1);
     assert!(matches!(
         store.create("core/configmaps/ns/a", obj("a")).await,
         Err(StoreError::AlreadyExists(_))
     ));
-    let b = store.update("core/configmaps/ns/a", obj("a"), Some(1)).await.unwrap();
+    let b = store
+        .update("core/configmaps/ns/a", obj("a"), Some(1))
+        .await
+        .unwrap();
     assert_eq!(super::super::revision_of(&b), 2);
     assert!(matches!(
-        store.update("core/configmaps/ns/a", obj("a"), Some(1)).await,
-        Err(StoreError::Conflict { expected: 1, actual: 2, .. })
+        store
+            .update("core/configmaps/ns/a", obj("a"), Some(1))
+            .await,
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        })
     ));
     assert!(matches!(
         store.delete("core/configmaps/ns/missing", None).await,
@@ -39,7 +51,12 @@ async fn writes_are_compare_and_swap_on_the_revision() {
 async fn lists_by_prefix_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    for key in ["core/pods/b/x", "core/pods/a/y", "core/pods/a/x", "core/podsx/a/z"] {
+    for key in [
+        "core/pods/b/x",
+        "core/pods/a/y",
+        "core/pods/a/x",
+        "core/podsx/a/z",
+    ] {
         store.create(key, obj("o")).await.unwrap();
     }
     let (items, rev) = store.list("core/pods/a/").await.unwrap();
