@@ -23,10 +23,16 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> anyhow::Result<Server> {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra flags.
+    pub fn start_with(flags: &[&str]) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let child = Command::new(peapod_binary())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

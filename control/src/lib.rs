@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod resources;
+pub mod scheduler;
 pub mod selector;
 pub mod server;
 pub mod store;

@@ -63,14 +63,24 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Loads the token at `path`, creating it on first use.
-fn token(path: &Path) -> Result<String> {
+/// Loads the token at `path`, creating it on first use as `prefix` + a
+/// random secret.
+fn token(path: &Path, prefix: &str) -> Result<String> {
     if let Some(t) = read(path)? {
         return Ok(t.trim().to_string());
     }
-    let t = random_token();
+    let t = format!("{prefix}{}", random_token());
     write_private(path, &format!("{t}\n"))?;
     Ok(t)
+}
+
+/// The hex SHA-256 of the CA certificate (PEM), as node tokens carry it.
+pub fn ca_hash(ca_pem: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(ca_pem.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn ca_params() -> Result<CertificateParams> {
@@ -155,12 +165,18 @@ impl Credentials {
                 (cert.pem(), key.serialize_pem())
             }
         };
+        let node_token = token(
+            &dir.join("node-token"),
+            &format!("K10{}::node:", ca_hash(&ca_cert)),
+        )?;
         Ok(Credentials {
             ca_cert_pem: ca_cert,
             server_cert_pem: server_cert,
             server_key_pem: server_key,
-            admin_token: token(&pki.join("admin-token"))?,
-            node_token: token(&dir.join("node-token"))?,
+            admin_token: token(&pki.join("admin-token"), "")?,
+            // Like k3s's: the CA's hash lets a joining node trust the server
+            // it fetches the CA from.
+            node_token,
         })
     }
 

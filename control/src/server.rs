@@ -25,6 +25,7 @@ pub struct ServerConfig {
     pub store: String,
     /// Extra names and addresses for the serving certificate.
     pub tls_sans: Vec<String>,
+    pub controllers: crate::controllers::Settings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +98,21 @@ impl ControlPlane {
         let kubeconfig = config.data_dir.join("kubeconfig");
         credentials.write_kubeconfig(&kubeconfig, &url)?;
 
+        // The control plane's own loops authenticate with a token that lives
+        // only in this process.
+        let controller_token: String = {
+            use rand::Rng;
+            let bytes: [u8; 24] = rand::rng().random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
         let auth = Auth::new()
+            .with_token(
+                &controller_token,
+                User {
+                    name: "system:kube-controller-manager".into(),
+                    groups: vec!["system:authenticated".into()],
+                },
+            )
             .with_token(
                 &credentials.admin_token,
                 User {
@@ -112,11 +127,20 @@ impl ControlPlane {
                     groups: vec!["system:nodes".into(), "system:authenticated".into()],
                 },
             );
-        let api = Arc::new(Api::new(objects.clone(), auth, address.to_string()));
+        let api = Arc::new(Api::new(
+            objects.clone(),
+            auth,
+            address.to_string(),
+            credentials.ca_cert_pem.clone(),
+        ));
         let tls = tls::server_config(&credentials.server_cert_pem, &credentials.server_key_pem)
             .map_err(ServerError::Config)?;
-        let serving = tokio::spawn(tls::serve(listener, tls, api.router()));
+        let serving = tokio::spawn(tls::serve(listener, tls, api.clone().router()));
         tokio::spawn(crate::controllers::namespace::run(objects.clone()));
+        crate::controllers::start(
+            crate::controllers::client::in_process(api.clone(), &controller_token),
+            config.controllers.clone(),
+        );
         tracing::info!("API server listening on {url}");
         Ok(ControlPlane {
             objects,

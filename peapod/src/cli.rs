@@ -23,6 +23,39 @@ enum Command {
     Server(ServerArgs),
     /// Run a whole cluster on this host with the embedded store.
     Up(UpArgs),
+    /// Run a node agent that joins a cluster.
+    Node(NodeArgs),
+}
+
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// URL of the API server, e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// File holding the node token that `peapod server` wrote (`D/node-token`).
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Node name (for hollow nodes: the prefix of `<name>-<i>`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Register simulated nodes that run nothing (like kubemark).
+    #[arg(long)]
+    hollow: bool,
+    /// How many hollow nodes to register.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// CPU capacity of each hollow node.
+    #[arg(long, default_value = "4")]
+    hollow_cpu: String,
+    /// Memory capacity of each hollow node.
+    #[arg(long, default_value = "16Gi")]
+    hollow_memory: String,
+    /// Pod capacity of each hollow node.
+    #[arg(long, default_value_t = 110)]
+    hollow_pods: u32,
+    /// Extra node labels, `key=value`.
+    #[arg(long = "node-label")]
+    labels: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -48,6 +81,17 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
+    /// Seconds a node may go without renewing its lease before it is marked Unknown.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// Seconds pods stay on an unreachable node before they are deleted.
+    #[arg(long, default_value_t = 300)]
+    pod_eviction_timeout: u64,
+    /// A control-plane loop not to run here (scheduler, deployment,
+    /// replicaset, statefulset, daemonset, job, cronjob, garbagecollector,
+    /// nodelifecycle); repeatable.
+    #[arg(long = "disable-controller")]
+    disable_controllers: Vec<String>,
 }
 
 impl ServerArgs {
@@ -57,6 +101,13 @@ impl ServerArgs {
             listen: self.listen,
             store: self.store.clone(),
             tls_sans: self.tls_sans.clone(),
+            controllers: peapod_control::controllers::Settings {
+                node_monitor_grace_period: std::time::Duration::from_secs(
+                    self.node_monitor_grace_period,
+                ),
+                pod_eviction_timeout: std::time::Duration::from_secs(self.pod_eviction_timeout),
+                disabled: self.disable_controllers.clone(),
+            },
         }
     }
 }
@@ -65,6 +116,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Server(args) => serve(args.config()).await,
+            Command::Node(args) => node(args).await,
             Command::Up(args) => {
                 let mut config = args.server.config();
                 if let Some(port) = args.api_port {
@@ -76,6 +128,34 @@ impl Cli {
             }
         }
     }
+}
+
+async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let token = peapod_node::join::read_token(&args.token_file)?;
+    let client = peapod_node::join::client(&args.server, &token).await?;
+    if !args.hollow {
+        anyhow::bail!("only hollow nodes are available so far: pass --hollow");
+    }
+    let labels = args
+        .labels
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--node-label {l:?} is not key=value"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let config = peapod_node::hollow::HollowConfig {
+        prefix: args.name.unwrap_or_else(|| "hollow".into()),
+        count: args.count,
+        cpu: args.hollow_cpu,
+        memory: args.hollow_memory,
+        pods: args.hollow_pods,
+        wasm: true,
+        labels,
+    };
+    peapod_node::hollow::run(client, config).await?;
+    Ok(())
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {

@@ -4,6 +4,11 @@ mod cli;
 
 use clap::Parser;
 
+// The API server allocates and frees many small JSON values per request;
+// mimalloc is much faster at that than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

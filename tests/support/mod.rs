@@ -24,18 +24,28 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra flags.
+    pub fn start_with(flags: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        Server::start_in(dir)
+        Server::start_in_with(dir, flags)
     }
 
     /// Starts a server on an existing data directory (for restarts).
     pub fn start_in(dir: tempfile::TempDir) -> Server {
+        Server::start_in_with(dir, &[])
+    }
+
+    fn start_in_with(dir: tempfile::TempDir, flags: &[&str]) -> Server {
         let kubeconfig = dir.path().join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_peapod"))
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -154,6 +164,56 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A `peapod node --hollow` process, killed on drop.
+pub struct Hollow {
+    child: Option<Child>,
+}
+
+impl Hollow {
+    /// Starts `count` hollow nodes named `<prefix>-<i>` against `server`.
+    pub fn start(server: &Server, prefix: &str, count: usize) -> Hollow {
+        let child = Command::new(env!("CARGO_BIN_EXE_peapod"))
+            .args([
+                "node",
+                "--hollow",
+                "--server",
+                &server.url,
+                "--name",
+                prefix,
+            ])
+            .args(["--count", &count.to_string(), "--token-file"])
+            .arg(server.dir.path().join("node-token"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hollow nodes");
+        let hollow = Hollow { child: Some(child) };
+        let ready = eventually(Duration::from_secs(30), || {
+            let out = server.ok(&["get", "nodes", "-o", "name"]);
+            (0..count).all(|i| out.contains(&format!("node/{prefix}-{i}\n")))
+        });
+        assert!(ready, "hollow nodes {prefix} did not register");
+        hollow
+    }
+
+    /// Kills the process: its nodes stop renewing their leases.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Hollow {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 mod codec;
 mod discovery;
+mod encoded;
 mod params;
 mod path;
 mod protobuf;
@@ -38,16 +39,21 @@ pub struct Api {
     pub auth: Auth,
     /// `host:port` clients reach this server at, for `/api` discovery.
     pub server_address: String,
+    /// The cluster CA, served at `/cacerts` for nodes to verify against their join token.
+    pub ca_pem: String,
+    pub encoded: encoded::EncodedCache,
 }
 
 impl Api {
-    pub fn new(objects: Objects, auth: Auth, server_address: String) -> Api {
+    pub fn new(objects: Objects, auth: Auth, server_address: String, ca_pem: String) -> Api {
         Api {
             objects,
             catalog: Catalog::global(),
             schemas: Schemas::global(),
             auth,
             server_address,
+            ca_pem,
+            encoded: encoded::EncodedCache::new(32 * 1024),
         }
     }
 
@@ -60,7 +66,7 @@ async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let response = match public(&path) {
+    let response = match public(&path, &api.ca_pem) {
         Some(r) => r,
         None => match api.auth.authenticate(req.headers()) {
             None => error_response(&ApiError::unauthorized()),
@@ -77,9 +83,15 @@ async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
 
 /// Endpoints any client may read without credentials, as Kubernetes' default
 /// `system:public-info-viewer` role allows.
-fn public(path: &str) -> Option<Response> {
+fn public(path: &str, ca_pem: &str) -> Option<Response> {
     let root = path.trim_end_matches('/');
     match root {
+        // The CA is public; a joining node checks it against the hash in its token.
+        "/cacerts" => Some(bytes_response(
+            StatusCode::OK,
+            "application/x-pem-file",
+            ca_pem.as_bytes().to_vec(),
+        )),
         "/version" => Some(json_response(
             StatusCode::OK,
             &json!({
@@ -117,7 +129,7 @@ fn go_arch() -> &'static str {
     }
 }
 
-async fn dispatch(api: &Api, user: User, req: Request) -> Response {
+async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
     let accept = req
         .headers()
         .get(header::ACCEPT)

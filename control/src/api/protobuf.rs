@@ -151,9 +151,16 @@ impl ToJson for Quantity {
     }
 }
 
-/// Puts one field into the JSON map: converted (`"name"`), ignored (`_`),
-/// rejected when set (`!`), or inlined into the parent (`..`).
+/// Puts one field into the JSON map: converted (`"name"`), converted but
+/// left out when zero (`["name"]`: Go's non-pointer `omitempty` fields,
+/// which protobuf always carries), ignored (`_`), rejected when set (`!`),
+/// or inlined into the parent (`..`).
 macro_rules! field {
+    ($ty:literal, $m:ident, $f:ident, [$json:literal]) => {
+        if IsSet::is_set($f) {
+            field!($ty, $m, $f, $json);
+        }
+    };
     ($ty:literal, $m:ident, $f:ident, !) => {
         if IsSet::is_set($f) {
             return Err(format!("{}.{}", $ty, stringify!($f)));
@@ -230,7 +237,7 @@ message!(core::ServiceSpec, "ServiceSpec" {
     r#type => "type", external_ips => "externalIPs", session_affinity => "sessionAffinity",
     load_balancer_ip => "loadBalancerIP", load_balancer_source_ranges => "loadBalancerSourceRanges",
     external_name => "externalName", external_traffic_policy => "externalTrafficPolicy",
-    health_check_node_port => !, publish_not_ready_addresses => "publishNotReadyAddresses",
+    health_check_node_port => !, publish_not_ready_addresses => ["publishNotReadyAddresses"],
     session_affinity_config => !, ip_families => "ipFamilies", ip_family_policy => "ipFamilyPolicy",
     allocate_load_balancer_node_ports => "allocateLoadBalancerNodePorts",
     load_balancer_class => "loadBalancerClass", internal_traffic_policy => "internalTrafficPolicy",
@@ -238,13 +245,13 @@ message!(core::ServiceSpec, "ServiceSpec" {
 });
 message!(core::ServicePort, "ServicePort" {
     name => "name", protocol => "protocol", app_protocol => "appProtocol", port => "port",
-    target_port => "targetPort", node_port => "nodePort",
+    target_port => "targetPort", node_port => ["nodePort"],
 });
 message!(apps::Deployment, "Deployment" { metadata => "metadata", spec => "spec", status => _ });
 message!(apps::DeploymentSpec, "DeploymentSpec" {
     replicas => "replicas", selector => "selector", template => "template", strategy => "strategy",
-    min_ready_seconds => "minReadySeconds", revision_history_limit => "revisionHistoryLimit",
-    paused => "paused", progress_deadline_seconds => "progressDeadlineSeconds",
+    min_ready_seconds => ["minReadySeconds"], revision_history_limit => "revisionHistoryLimit",
+    paused => ["paused"], progress_deadline_seconds => "progressDeadlineSeconds",
 });
 message!(apps::DeploymentStrategy, "DeploymentStrategy" {
     r#type => "type", rolling_update => "rollingUpdate",
@@ -261,7 +268,7 @@ message!(core::PodSpec, "PodSpec" {
     node_selector => "nodeSelector", service_account_name => "serviceAccountName",
     service_account => "serviceAccount",
     automount_service_account_token => "automountServiceAccountToken", node_name => "nodeName",
-    host_network => "hostNetwork", host_pid => "hostPID", host_ipc => "hostIPC",
+    host_network => ["hostNetwork"], host_pid => ["hostPID"], host_ipc => ["hostIPC"],
     share_process_namespace => "shareProcessNamespace", security_context => !,
     image_pull_secrets => "imagePullSecrets", hostname => "hostname", subdomain => "subdomain",
     affinity => !, scheduler_name => "schedulerName", tolerations => !, host_aliases => !,
@@ -281,11 +288,11 @@ message!(core::Container, "Container" {
     readiness_probe => !, startup_probe => !, lifecycle => !,
     termination_message_path => "terminationMessagePath",
     termination_message_policy => "terminationMessagePolicy",
-    image_pull_policy => "imagePullPolicy", security_context => !, stdin => "stdin",
-    stdin_once => "stdinOnce", tty => "tty",
+    image_pull_policy => "imagePullPolicy", security_context => !, stdin => ["stdin"],
+    stdin_once => ["stdinOnce"], tty => ["tty"],
 });
 message!(core::ContainerPort, "ContainerPort" {
-    name => "name", host_port => "hostPort", container_port => "containerPort",
+    name => "name", host_port => ["hostPort"], container_port => "containerPort",
     protocol => "protocol", host_ip => "hostIP",
 });
 message!(core::EnvVar, "EnvVar" { name => "name", value => "value", value_from => ! });
@@ -322,7 +329,7 @@ message!(net::IngressSpec, "IngressSpec" {
 });
 message!(net::IngressBackend, "IngressBackend" { service => "service", resource => ! });
 message!(net::IngressServiceBackend, "IngressServiceBackend" { name => "name", port => "port" });
-message!(net::ServiceBackendPort, "ServiceBackendPort" { name => "name", number => "number" });
+message!(net::ServiceBackendPort, "ServiceBackendPort" { name => "name", number => ["number"] });
 message!(net::IngressTls, "IngressTLS" { hosts => "hosts", secret_name => "secretName" });
 message!(net::IngressRule, "IngressRule" { host => "host", ingress_rule_value => .. });
 message!(net::IngressRuleValue, "IngressRuleValue" { http => "http" });

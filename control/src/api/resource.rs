@@ -21,7 +21,7 @@ use crate::resources::{ResourceType, Subresource};
 
 /// The parts of a request a handler needs, with the body read.
 pub struct Call<'a> {
-    pub api: &'a Api,
+    pub api: &'a std::sync::Arc<Api>,
     pub rt: &'static ResourceType,
     pub namespace: Option<String>,
     pub name: Option<String>,
@@ -65,7 +65,7 @@ impl Call<'_> {
 }
 
 pub async fn handle(
-    api: &Api,
+    api: &std::sync::Arc<Api>,
     _user: &User,
     rp: ResourcePath,
     req: Request,
@@ -130,6 +130,14 @@ pub async fn handle(
 async fn get(call: &Call<'_>) -> ApiResult<Response> {
     let how = call.rendering()?;
     let object = call.api.objects.get(call.target()).await?;
+    if how == Rendering::Object {
+        let body = call.api.encoded.json(&object).to_vec();
+        return Ok(codec::bytes_response(
+            StatusCode::OK,
+            "application/json",
+            body,
+        ));
+    }
     Ok(json_response(
         StatusCode::OK,
         &codec::render_object(call.rt, &object, how),
@@ -150,6 +158,19 @@ async fn list(call: &Call<'_>) -> ApiResult<Response> {
     }
     if let Some(n) = result.remaining {
         meta["remainingItemCount"] = json!(n);
+    }
+    if how == Rendering::Object {
+        let items: Vec<bytes::Bytes> = result
+            .items
+            .iter()
+            .map(|o| call.api.encoded.json(o))
+            .collect();
+        let body = super::encoded::list(call.rt.list_kind, &call.rt.api_version(), &meta, &items);
+        return Ok(codec::bytes_response(
+            StatusCode::OK,
+            "application/json",
+            body,
+        ));
     }
     let items: Vec<&Value> = result.items.iter().map(|o| o.as_ref()).collect();
     Ok(json_response(

@@ -28,10 +28,14 @@ struct Encoder {
     rt: &'static ResourceType,
     how: Rendering,
     sent_headers: bool,
+    api: std::sync::Arc<super::Api>,
 }
 
 impl Encoder {
     fn line(&mut self, kind: &str, object: &Value) -> bytes::Bytes {
+        if self.how == Rendering::Object {
+            return super::encoded::watch_line(kind, &self.api.encoded.json(object));
+        }
         let object = match self.how {
             Rendering::Table(include) => {
                 let t = table::table(
@@ -101,11 +105,13 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
         .map(|s| filter_watch(rt, s, opts));
 
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let api = call.api.clone();
     tokio::spawn(async move {
         let mut enc = Encoder {
             rt,
             how,
             sent_headers: false,
+            api,
         };
         for o in &initial {
             if tx.send(Ok(enc.line("ADDED", o))).await.is_err() {

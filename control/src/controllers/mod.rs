@@ -1,3 +1,89 @@
-//! Loops that run inside the control plane.
+//! Loops that run inside the control plane. Each is a client of the API
+//! (through the in-process client), never of the store.
 
+pub mod client;
+pub mod common;
+mod cronjob;
+mod daemonset;
+pub mod deployment;
+pub mod events;
+mod gc;
+mod job;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod replicaset;
+mod runner;
+mod statefulset;
+
+use std::time::Duration;
+
+use self::events::Recorder;
+
+/// Settings of the controllers, from the server's flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long a node may go without renewing its lease before it is `Unknown`.
+    pub node_monitor_grace_period: Duration,
+    /// How long pods stay on an unreachable node before they are deleted.
+    pub pod_eviction_timeout: Duration,
+    /// Loops not to start (`scheduler`, `deployment`, ...), e.g. to run
+    /// them elsewhere as clients of this API.
+    pub disabled: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            node_monitor_grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(300),
+            disabled: Vec::new(),
+        }
+    }
+}
+
+/// What every controller's reconcile gets.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+}
+
+/// Starts every controller and the scheduler on `client`.
+pub fn start(client: kube::Client, settings: Settings) {
+    let ctx = std::sync::Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), "controller-manager"),
+        settings,
+    });
+    let enabled = |name: &str| !ctx.settings.disabled.iter().any(|d| d == name);
+    if enabled("replicaset") {
+        tokio::spawn(replicaset::run(ctx.clone()));
+    }
+    if enabled("deployment") {
+        tokio::spawn(deployment::run(ctx.clone()));
+    }
+    if enabled("statefulset") {
+        tokio::spawn(statefulset::run(ctx.clone()));
+    }
+    if enabled("daemonset") {
+        tokio::spawn(daemonset::run(ctx.clone()));
+    }
+    if enabled("job") {
+        tokio::spawn(job::run(ctx.clone()));
+    }
+    if enabled("cronjob") {
+        tokio::spawn(cronjob::run(ctx.clone()));
+    }
+    if enabled("garbagecollector") {
+        tokio::spawn(gc::run(ctx.clone()));
+    }
+    if enabled("nodelifecycle") {
+        tokio::spawn(nodelifecycle::run(ctx.clone()));
+    }
+    if enabled("scheduler") {
+        tokio::spawn(crate::scheduler::run(
+            client.clone(),
+            Recorder::new(client, crate::scheduler::SCHEDULER_NAME),
+        ));
+    }
+}

@@ -20,6 +20,7 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
 }
 
+#[derive(Debug)]
 pub struct ListResult {
     pub items: Vec<Object>,
     pub revision: u64,
@@ -50,7 +51,7 @@ impl ListOptions {
 }
 
 /// Where a paginated list resumes: the key to start from.
-fn decode_continue(token: &str) -> ApiResult<String> {
+fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
     let bad = || {
         ApiError::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
@@ -58,7 +59,9 @@ fn decode_continue(token: &str) -> ApiResult<String> {
     };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    v["start"].as_str().map(String::from).ok_or_else(bad)
+    let start = v["start"].as_str().map(String::from).ok_or_else(bad)?;
+    let revision = v["rv"].as_u64().ok_or_else(bad)?;
+    Ok((revision, start))
 }
 
 fn encode_continue(revision: u64, start: &str) -> String {
@@ -76,14 +79,21 @@ impl Objects {
         opts.check(rt)?;
         // A name in the field selector narrows the scan to one key.
         let prefix = rt.namespace_prefix(namespace);
-        let (all, revision) = self
+        let (all, current) = self
             .store
             .list(&prefix)
             .await
             .map_err(|e| store_error(rt, "", e))?;
-        let start = match &opts.continue_token {
-            Some(t) if !t.is_empty() => Some(decode_continue(t)?),
-            _ => None,
+        // Every page of a paginated list reports the revision of the first
+        // page. Later pages show newer states, but a watch from that
+        // revision replays every change made since, so a client that lists
+        // page by page and then watches misses nothing.
+        let (revision, start) = match &opts.continue_token {
+            Some(t) if !t.is_empty() => {
+                let (rv, start) = decode_continue(t)?;
+                (rv, Some(start))
+            }
+            _ => (current, None),
         };
         let mut items = Vec::new();
         let mut continue_token = None;

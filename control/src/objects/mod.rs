@@ -9,7 +9,7 @@ mod delete;
 mod list;
 mod update;
 
-pub use delete::{DeleteOptions, Deleted, Propagation};
+pub use delete::{DeleteOptions, Deleted, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation};
 pub use list::{ListOptions, ListResult, filter_watch};
 
 use std::sync::Arc;

@@ -85,7 +85,12 @@ impl Objects {
     ) -> ApiResult<Object> {
         let rt = t.rt;
         let current = self.get(t).await?;
-        let mut new = normalize(rt, object)?;
+        // A binding is built by the server from the stored object.
+        let mut new = if subresource == Some(Subresource::Binding) {
+            object
+        } else {
+            normalize(rt, object)?
+        };
         check_identity(t, &new, &current)?;
 
         let new_meta = super::create::metadata_mut(&mut new);
@@ -105,6 +110,12 @@ impl Objects {
             Some(Subresource::Status) => {
                 let mut merged = (*current).clone();
                 copy_field(&new, &mut merged, "status");
+                // Deployments take annotations through /status too (the
+                // controller records the revision there without bumping
+                // the generation), as Kubernetes allows.
+                if rt.kind == "Deployment" {
+                    copy_field(&new["metadata"], &mut merged["metadata"], "annotations");
+                }
                 merged
             }
             // A binding sets the node and the PodScheduled condition together.
@@ -125,7 +136,12 @@ impl Objects {
             }
         };
 
-        lifecycle::prepare_update(rt, &mut new, &current);
+        lifecycle::prepare_update(
+            rt,
+            &mut new,
+            &current,
+            subresource == Some(Subresource::Status),
+        );
         defaults::apply(rt, &mut new);
         let errors = validation::validate(rt, &new, Some(&current));
         if !errors.is_empty() {

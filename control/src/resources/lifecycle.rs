@@ -134,8 +134,10 @@ fn job_selector(object: &mut Value) {
 
 /// Carries server-owned state from `old` into an update and bumps
 /// `generation` when the spec changed.
-pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value) {
-    if tracks_generation(rt) {
+/// `status_only` is a write to the status subresource, which never bumps
+/// the generation.
+pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, status_only: bool) {
+    if tracks_generation(rt) && !status_only {
         let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(1);
         let spec_changed = new.get("spec") != old.get("spec")
             || (rt.kind == "Deployment"

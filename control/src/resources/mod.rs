@@ -8,6 +8,7 @@ mod catalog;
 pub mod defaults;
 pub mod fields;
 pub mod lifecycle;
+pub mod quantity;
 pub mod table;
 pub mod validation;
 

@@ -23,7 +23,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION_KEY: &str = "revision";
 
 /// How many events the history keeps for watch replay.
-const HISTORY: usize = 200_000;
+const HISTORY: usize = 100_000;
 /// The most write requests one transaction takes.
 const BATCH: usize = 1024;
 
@@ -208,7 +208,7 @@ fn commit_batch(db: &Database, shared: &Shared, requests: Vec<WriteRequest>) -> 
                     .get(&key)
                     .cloned(),
             };
-            let checked = check(&op, &key, current.as_ref());
+            let checked = check(op, &key, current.as_ref());
             let (kind, mut object) = match checked {
                 Ok(v) => v,
                 Err(e) => {
@@ -280,7 +280,7 @@ fn commit_batch(db: &Database, shared: &Shared, requests: Vec<WriteRequest>) -> 
 
 /// Checks a write against the current value; returns the event kind and the
 /// object to store.
-fn check(op: &Op, key: &str, current: Option<&Object>) -> Result<(EventType, Value)> {
+fn check(op: Op, key: &str, current: Option<&Object>) -> Result<(EventType, Value)> {
     let expect = |expected: Option<u64>, current: &Object| -> Result<()> {
         let actual = super::revision_of(current);
         match expected {
@@ -293,14 +293,14 @@ fn check(op: &Op, key: &str, current: Option<&Object>) -> Result<(EventType, Val
         }
     };
     match (op, current) {
-        (Op::Create(_, _), Some(_)) => Err(StoreError::AlreadyExists(key.to_string())),
-        (Op::Create(_, object), None) => Ok((EventType::Added, object.clone())),
+        (Op::Create(..), Some(_)) => Err(StoreError::AlreadyExists(key.to_string())),
+        (Op::Create(_, object), None) => Ok((EventType::Added, object)),
         (Op::Update(_, object, expected), Some(current)) => {
-            expect(*expected, current)?;
-            Ok((EventType::Modified, object.clone()))
+            expect(expected, current)?;
+            Ok((EventType::Modified, object))
         }
         (Op::Delete(_, expected), Some(current)) => {
-            expect(*expected, current)?;
+            expect(expected, current)?;
             Ok((EventType::Deleted, (**current).clone()))
         }
         (Op::Update(..) | Op::Delete(..), None) => Err(StoreError::NotFound(key.to_string())),

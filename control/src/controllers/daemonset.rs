@@ -1,0 +1,230 @@
+//! DaemonSet controller: one pod on every eligible node (node selector,
+//! required node affinity, tolerated taints), placed directly on its node,
+//! following nodes as they come and go; updates replace pods node by node.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use super::Context;
+use super::common::{
+    controlled_by, is_pod_ready, list_selected, owner_reference, pod_from_template, template_hash,
+};
+use super::events::{Kind, reference};
+use super::runner::Error;
+use crate::scheduler::filter::tolerates;
+
+const HASH_LABEL: &str = "controller-revision-hash";
+
+/// Runs the controller; every node change re-checks every DaemonSet.
+pub async fn run(ctx: Arc<Context>) {
+    let nodes = watcher::watcher(
+        Api::<Node>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ());
+    Controller::new(
+        Api::<DaemonSet>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .reconcile_all_on(nodes)
+    .run(
+        reconcile,
+        |_, _: &Error, _| Action::requeue(Duration::from_secs(2)),
+        ctx,
+    )
+    .for_each(|_| futures::future::ready(()))
+    .await;
+}
+
+/// Tolerations every daemon pod gets, as Kubernetes adds them.
+fn daemon_tolerations() -> Vec<Toleration> {
+    [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ]
+    .iter()
+    .map(|(k, e)| Toleration {
+        key: Some(k.to_string()),
+        operator: Some("Exists".into()),
+        effect: Some(e.to_string()),
+        ..Default::default()
+    })
+    .collect()
+}
+
+fn eligible(ds: &DaemonSet, node: &Node) -> bool {
+    let spec = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let selector_ok = spec
+        .and_then(|s| s.node_selector.as_ref())
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let mut tolerations = spec.and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    tolerations.extend(daemon_tolerations());
+    let taints_ok = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .all(|t| tolerates(&tolerations, t));
+    selector_ok && taints_ok && node.metadata.deletion_timestamp.is_none()
+}
+
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ds.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = ds.namespace().unwrap_or_default();
+    let name = ds.name_any();
+    let uid = ds.uid().unwrap_or_default();
+    let spec = ds.spec.clone().unwrap_or_default();
+    let hash = template_hash(
+        &spec.template,
+        ds.status.as_ref().and_then(|s| s.collision_count),
+    );
+    let nodes = Api::<Node>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut by_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for p in list_selected(&pods_api, &spec.selector).await?.items {
+        if controlled_by(&p.metadata, &uid) && p.metadata.deletion_timestamp.is_none() {
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
+            by_node.entry(node).or_default().push(p);
+        }
+    }
+    let max_unavailable = 1;
+    let mut unavailable = 0;
+    let (mut desired, mut current, mut ready, mut updated) = (0, 0, 0, 0);
+    for node in &nodes {
+        let node_name = node.name_any();
+        let pods = by_node.remove(&node_name).unwrap_or_default();
+        if !eligible(&ds, node) {
+            for p in pods {
+                let _ = pods_api
+                    .delete(&p.name_any(), &DeleteParams::default())
+                    .await;
+            }
+            continue;
+        }
+        desired += 1;
+        match pods.first() {
+            None => {
+                let mut pod = pod_from_template(
+                    &spec.template,
+                    &format!("{name}-"),
+                    owner_reference(ds.as_ref()),
+                );
+                pod.metadata
+                    .labels
+                    .get_or_insert_with(Default::default)
+                    .insert(HASH_LABEL.into(), hash.clone());
+                let pod_spec = pod.spec.get_or_insert_with(Default::default);
+                pod_spec.node_name = Some(node_name.clone());
+                pod_spec
+                    .tolerations
+                    .get_or_insert_with(Vec::new)
+                    .extend(daemon_tolerations());
+                let created = pods_api.create(&PostParams::default(), &pod).await?;
+                let msg = format!("Created pod: {}", created.name_any());
+                ctx.recorder
+                    .publish(
+                        &reference(ds.as_ref()),
+                        Kind::Normal,
+                        "SuccessfulCreate",
+                        &msg,
+                    )
+                    .await;
+                unavailable += 1;
+            }
+            Some(p) => {
+                current += 1;
+                let is_ready = is_pod_ready(p);
+                ready += usize::from(is_ready);
+                let up_to_date = p.labels().get(HASH_LABEL) == Some(&hash);
+                updated += usize::from(up_to_date);
+                if !is_ready {
+                    unavailable += 1;
+                }
+                // Extra pods on the node go; an outdated one is replaced
+                // while the unavailability budget allows.
+                for extra in &pods[1..] {
+                    let _ = pods_api
+                        .delete(&extra.name_any(), &DeleteParams::default())
+                        .await;
+                }
+                if !up_to_date && unavailable < max_unavailable {
+                    pods_api
+                        .delete(&p.name_any(), &DeleteParams::default())
+                        .await?;
+                    unavailable += 1;
+                }
+            }
+        }
+    }
+    // Pods on nodes that no longer exist.
+    for p in by_node.into_values().flatten() {
+        let _ = pods_api
+            .delete(&p.name_any(), &DeleteParams::default())
+            .await;
+    }
+    let status = json!({
+        "desiredNumberScheduled": desired,
+        "currentNumberScheduled": current,
+        "numberReady": ready,
+        "updatedNumberScheduled": updated,
+        "numberAvailable": ready,
+        "numberUnavailable": desired - ready.min(desired),
+        "numberMisscheduled": 0,
+        "observedGeneration": ds.metadata.generation,
+    });
+    let old = serde_json::to_value(&ds.status).unwrap_or_default();
+    if status
+        .as_object()
+        .into_iter()
+        .flatten()
+        .any(|(k, v)| old.get(k).unwrap_or(&json!(0)) != v)
+    {
+        let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(if desired == ready {
+        300
+    } else {
+        2
+    })))
+}

@@ -1,0 +1,50 @@
+//! Running a reconcile function as a controller: kube-runtime's
+//! `Controller` owns the watching, caching, queueing and retries; every
+//! Peapod controller is a `reconcile(object, ctx) -> Action` on top.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
+
+use super::Context;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Back off and retry after a failed reconcile.
+fn error_policy<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
+    tracing::debug!("reconcile failed: {e}");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs `reconcile` for every `K`, triggered by changes to `K` and to the
+/// `Child` objects it controls.
+pub async fn run_owning<K, Child, F, Fut>(ctx: Arc<Context>, name: &str, reconcile: F)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Child: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let primary: Api<K> = Api::all(ctx.client.clone());
+    let children: Api<Child> = Api::all(ctx.client.clone());
+    tracing::debug!("{name} controller started");
+    Controller::new(primary, watcher::Config::default())
+        .owns(children, watcher::Config::default())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
