@@ -25,6 +25,36 @@ enum Command {
     Up(UpArgs),
     /// Run a node agent that joins a cluster.
     Node(NodeArgs),
+    /// (internal) Own one OCI container for the node agent.
+    #[command(name = "oci-shim", hide = true)]
+    OciShim(ShimArgs),
+    /// (internal) Run a process in a running OCI container.
+    #[command(name = "oci-exec", hide = true)]
+    OciExec(ExecArgs),
+}
+
+#[derive(Args, Clone)]
+struct ShimArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    state: PathBuf,
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    cgroup: String,
+}
+
+#[derive(Args, Clone)]
+struct ExecArgs {
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(long)]
+    id: String,
+    #[arg(last = true, required = true)]
+    args: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -113,10 +143,36 @@ impl ServerArgs {
 }
 
 impl Cli {
+    pub fn is_exec_helper(&self) -> bool {
+        matches!(self.command, Command::OciExec(_))
+    }
+
+    /// Runs a single-threaded helper subcommand, if that is what was asked
+    /// for, and returns its exit code.
+    pub fn run_helper(&self) -> Option<i32> {
+        use peapod_runtimes::oci;
+        match &self.command {
+            Command::OciShim(a) => Some(oci::shim::run(oci::shim::ShimArgs {
+                id: a.id.clone(),
+                state: a.state.clone(),
+                root: a.root.clone(),
+                log: a.log.clone(),
+                cgroup: a.cgroup.clone(),
+            })),
+            Command::OciExec(a) => Some(oci::exec::run(oci::exec::ExecArgs {
+                root: a.root.clone(),
+                id: a.id.clone(),
+                args: a.args.clone(),
+            })),
+            _ => None,
+        }
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Server(args) => serve(args.config()).await,
             Command::Node(args) => node(args).await,
+            Command::OciShim(_) | Command::OciExec(_) => unreachable!("run by run_helper"),
             Command::Up(args) => {
                 let mut config = args.server.config();
                 if let Some(port) = args.api_port {

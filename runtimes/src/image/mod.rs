@@ -127,6 +127,9 @@ impl ImageStore {
     /// A store under `root` that talks plain HTTP to `insecure` registries
     /// (`host:port`) only.
     pub fn new(root: &Path, insecure: Vec<String>) -> ImageStore {
+        // oci-client is built without a bundled crypto provider: use ring,
+        // as the rest of Peapod does (a no-op when one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure),
             ..Default::default()
