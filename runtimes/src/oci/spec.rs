@@ -115,11 +115,13 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, OciSpecError> {
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(config.cgroup_path()))
         .resources(resources);
-    if !privileged {
-        linux = linux
+    linux = if privileged {
+        linux.masked_paths(vec![]).readonly_paths(vec![])
+    } else {
+        linux
             .masked_paths(get_default_maskedpaths())
-            .readonly_paths(get_default_readonly_paths());
-    }
+            .readonly_paths(get_default_readonly_paths())
+    };
 
     SpecBuilder::default()
         .version("1.0.2")
@@ -204,6 +206,7 @@ mod tests {
             .as_array()
             .unwrap();
         assert!(caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
-        assert!(json["linux"].get("maskedPaths").is_none());
+        let masked = json["linux"]["maskedPaths"].as_array();
+        assert!(masked.is_none_or(|m| m.is_empty()));
     }
 }
