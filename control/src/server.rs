@@ -51,6 +51,7 @@ pub struct ControlPlane {
     /// `https://...` URL clients use.
     pub url: String,
     pub kubeconfig: PathBuf,
+    api: Arc<Api>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -132,6 +133,7 @@ impl ControlPlane {
             auth,
             address.to_string(),
             credentials.ca_cert_pem.clone(),
+            credentials.node_token.clone(),
         ));
         let tls = tls::server_config(&credentials.server_cert_pem, &credentials.server_key_pem)
             .map_err(ServerError::Config)?;
@@ -148,8 +150,15 @@ impl ControlPlane {
             address,
             url,
             kubeconfig,
+            api,
             serving,
         })
+    }
+
+    /// An API client in this process, authenticated with `token` (for a
+    /// node agent running beside the control plane in `peapod up`).
+    pub fn client(&self, token: &str) -> kube::Client {
+        crate::controllers::client::in_process(self.api.clone(), token)
     }
 
     /// Serves until the listener fails.

@@ -1,6 +1,8 @@
-//! Peapod's node agent: joining a cluster, pod networking, and hollow
-//! nodes for testing the control plane at scale.
+//! Peapod's node agent: joining a cluster, the agent that runs pods,
+//! pod networking, and hollow nodes for testing the control plane at scale.
 
+pub mod agent;
 pub mod hollow;
 pub mod join;
+pub mod lease;
 pub mod network;

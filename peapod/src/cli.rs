@@ -1,10 +1,9 @@
-//! Command-line interface.
+//! Command-line interface: the subcommands and their flags.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use peapod_control::server::{ControlPlane, ServerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -14,14 +13,15 @@ use peapod_control::server::{ControlPlane, ServerConfig};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the control plane (API server, store, controllers).
     Server(ServerArgs),
-    /// Run a whole cluster on this host with the embedded store.
+    /// Run a whole cluster on this host: control plane and one node, with
+    /// the embedded store.
     Up(UpArgs),
     /// Run a node agent that joins a cluster.
     Node(NodeArgs),
@@ -34,112 +34,143 @@ enum Command {
 }
 
 #[derive(Args, Clone)]
-struct ShimArgs {
+pub struct ShimArgs {
     #[arg(long)]
-    id: String,
+    pub id: String,
     #[arg(long)]
-    state: PathBuf,
+    pub state: PathBuf,
     #[arg(long)]
-    root: PathBuf,
+    pub root: PathBuf,
     #[arg(long)]
-    log: PathBuf,
+    pub log: PathBuf,
     #[arg(long)]
-    cgroup: String,
+    pub cgroup: String,
 }
 
 #[derive(Args, Clone)]
-struct ExecArgs {
+pub struct ExecArgs {
     #[arg(long)]
-    root: PathBuf,
+    pub root: PathBuf,
     #[arg(long)]
-    id: String,
+    pub id: String,
     #[arg(last = true, required = true)]
-    args: Vec<String>,
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Clone)]
-struct NodeArgs {
+pub struct NodeArgs {
     /// URL of the API server, e.g. https://10.0.0.1:6443.
     #[arg(long)]
-    server: String,
+    pub server: String,
     /// File holding the node token that `peapod server` wrote (`D/node-token`).
     #[arg(long)]
-    token_file: PathBuf,
-    /// Node name (for hollow nodes: the prefix of `<name>-<i>`).
-    #[arg(long)]
-    name: Option<String>,
+    pub token_file: PathBuf,
+    /// Where images, pod volumes and logs live.
+    #[arg(long, default_value = "/var/lib/peapod")]
+    pub data_dir: PathBuf,
+    /// The cluster's pod network (traffic to it is not masqueraded).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
     /// Register simulated nodes that run nothing (like kubemark).
     #[arg(long)]
-    hollow: bool,
+    pub hollow: bool,
     /// How many hollow nodes to register.
     #[arg(long, default_value_t = 1)]
-    count: usize,
+    pub count: usize,
     /// CPU capacity of each hollow node.
     #[arg(long, default_value = "4")]
-    hollow_cpu: String,
+    pub hollow_cpu: String,
     /// Memory capacity of each hollow node.
     #[arg(long, default_value = "16Gi")]
-    hollow_memory: String,
+    pub hollow_memory: String,
     /// Pod capacity of each hollow node.
     #[arg(long, default_value_t = 110)]
-    hollow_pods: u32,
-    /// Extra node labels, `key=value`.
+    pub hollow_pods: u32,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Flags of the node agent, shared by `node` and `up`.
+#[derive(Args, Clone)]
+pub struct AgentArgs {
+    /// Node name (for hollow nodes: the prefix of `<name>-<i>`); the host
+    /// name by default.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The address the node is reached at (default: the address of the
+    /// default route's interface).
+    #[arg(long)]
+    pub node_ip: Option<Ipv4Addr>,
+    /// Runtime state: namespaces and container state.
+    #[arg(long, default_value = "/run/peapod")]
+    pub run_dir: PathBuf,
+    /// Names the node's bridge (`<name>0`) and iptables chains.
+    #[arg(long, default_value = "peapod")]
+    pub network_name: String,
+    /// Port of the node's API (logs, exec) that the API server calls; 0 picks one.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// A registry (`host:port`) that may be used over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Extra node labels, `key=value`; repeatable.
     #[arg(long = "node-label")]
-    labels: Vec<String>,
+    pub labels: Vec<String>,
+    /// Most pods this node takes.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// The cluster DNS server pods resolve through.
+    #[arg(long)]
+    pub cluster_dns: Option<Ipv4Addr>,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Remove every container, network and file of this node's, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
 }
 
 #[derive(Args, Clone)]
-struct UpArgs {
+pub struct UpArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Port of the API server on the listen address (overrides --listen's port).
     #[arg(long)]
-    api_port: Option<u16>,
+    pub api_port: Option<u16>,
 }
 
 #[derive(Args, Clone)]
-struct ServerArgs {
+pub struct ServerArgs {
     /// Where the store, credentials and kubeconfig live.
     #[arg(long, default_value = "/var/lib/peapod")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Address and port the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     /// `redb` (embedded) or `etcd://host:port,...`.
     #[arg(long, default_value = "redb")]
-    store: String,
+    pub store: String,
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san")]
-    tls_sans: Vec<String>,
+    pub tls_sans: Vec<String>,
     /// Seconds a node may go without renewing its lease before it is marked Unknown.
     #[arg(long, default_value_t = 40)]
-    node_monitor_grace_period: u64,
+    pub node_monitor_grace_period: u64,
     /// Seconds pods stay on an unreachable node before they are deleted.
     #[arg(long, default_value_t = 300)]
-    pod_eviction_timeout: u64,
+    pub pod_eviction_timeout: u64,
+    /// The range nodes' pod CIDRs are taken from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
     /// A control-plane loop not to run here (scheduler, deployment,
     /// replicaset, statefulset, daemonset, job, cronjob, garbagecollector,
-    /// nodelifecycle); repeatable.
+    /// nodeipam, nodelifecycle); repeatable.
     #[arg(long = "disable-controller")]
-    disable_controllers: Vec<String>,
-}
-
-impl ServerArgs {
-    fn config(&self) -> ServerConfig {
-        ServerConfig {
-            data_dir: self.data_dir.clone(),
-            listen: self.listen,
-            store: self.store.clone(),
-            tls_sans: self.tls_sans.clone(),
-            controllers: peapod_control::controllers::Settings {
-                node_monitor_grace_period: std::time::Duration::from_secs(
-                    self.node_monitor_grace_period,
-                ),
-                pod_eviction_timeout: std::time::Duration::from_secs(self.pod_eviction_timeout),
-                disabled: self.disable_controllers.clone(),
-            },
-        }
-    }
+    pub disable_controllers: Vec<String>,
 }
 
 impl Cli {
@@ -147,80 +178,7 @@ impl Cli {
         matches!(self.command, Command::OciExec(_))
     }
 
-    /// Runs a single-threaded helper subcommand, if that is what was asked
-    /// for, and returns its exit code.
-    pub fn run_helper(&self) -> Option<i32> {
-        use peapod_runtimes::oci;
-        match &self.command {
-            Command::OciShim(a) => Some(oci::shim::run(oci::shim::ShimArgs {
-                id: a.id.clone(),
-                state: a.state.clone(),
-                root: a.root.clone(),
-                log: a.log.clone(),
-                cgroup: a.cgroup.clone(),
-            })),
-            Command::OciExec(a) => Some(oci::exec::run(oci::exec::ExecArgs {
-                root: a.root.clone(),
-                id: a.id.clone(),
-                args: a.args.clone(),
-            })),
-            _ => None,
-        }
+    pub fn is_shim(&self) -> bool {
+        matches!(self.command, Command::OciShim(_))
     }
-
-    pub async fn run(self) -> anyhow::Result<()> {
-        match self.command {
-            Command::Server(args) => serve(args.config()).await,
-            Command::Node(args) => node(args).await,
-            Command::OciShim(_) | Command::OciExec(_) => unreachable!("run by run_helper"),
-            Command::Up(args) => {
-                let mut config = args.server.config();
-                if let Some(port) = args.api_port {
-                    config.listen.set_port(port);
-                }
-                // The node agent joins here once it exists; until then `up`
-                // runs the control plane alone and pods stay Pending.
-                serve(config).await
-            }
-        }
-    }
-}
-
-async fn node(args: NodeArgs) -> anyhow::Result<()> {
-    let token = peapod_node::join::read_token(&args.token_file)?;
-    let client = peapod_node::join::client(&args.server, &token).await?;
-    if !args.hollow {
-        anyhow::bail!("only hollow nodes are available so far: pass --hollow");
-    }
-    let labels = args
-        .labels
-        .iter()
-        .map(|l| {
-            l.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("--node-label {l:?} is not key=value"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let config = peapod_node::hollow::HollowConfig {
-        prefix: args.name.unwrap_or_else(|| "hollow".into()),
-        count: args.count,
-        cpu: args.hollow_cpu,
-        memory: args.hollow_memory,
-        pods: args.hollow_pods,
-        wasm: true,
-        labels,
-    };
-    peapod_node::hollow::run(client, config).await?;
-    Ok(())
-}
-
-async fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let plane = ControlPlane::start(config).await?;
-    println!(
-        "Peapod API server at {}\nexport KUBECONFIG={}",
-        plane.url,
-        plane.kubeconfig.display()
-    );
-    plane.wait().await?;
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `peapod` binary: parses the command line and wires the crates together.
 
 mod cli;
+mod run;
 
 use clap::Parser;
 
@@ -11,15 +12,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    let default_level = if cli.is_exec_helper() {
-        // The exec helper's stderr is the user's: only real failures.
-        "off"
-    } else {
-        "info"
+    // The exec helper's stderr is the user's: it logs nothing. The shim's
+    // output lands in its own log; libcontainer's warnings from inside a
+    // starting container would land in the container's log, so only
+    // errors by default there.
+    let (variable, default_level) = match () {
+        _ if cli.is_exec_helper() => ("PEAPOD_EXEC_LOG", "off"),
+        _ if cli.is_shim() => ("PEAPOD_SHIM_LOG", "error"),
+        _ => ("PEAPOD_LOG", "info"),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PEAPOD_LOG")
+            tracing_subscriber::EnvFilter::try_from_env(variable)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -15,13 +15,41 @@ pub fn kubectl_binary() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
 }
 
-/// A `peapod server` process, killed (and its data removed) on drop.
+/// A `peapod server` (or `peapod up`) process, killed (and its data
+/// removed) on drop; after `up`, everything it made on the host is torn
+/// down with `peapod up --cleanup`.
 pub struct Server {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub url: String,
     cache: tempfile::TempDir,
+    subcommand: &'static str,
+    flags: Vec<String>,
+}
+
+/// Host-wide names for one `peapod up` of a test: its own bridge and
+/// iptables chains, pod network and runtime directory, so that tests run
+/// side by side and never meet what a user's Peapod made.
+pub fn up_flags(tag: &str, run_dir: &Path) -> Vec<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = (std::process::id() * 8 + n) & 0xffff;
+    let second = 100 + (id % 100);
+    [
+        "--network-name".to_string(),
+        format!("pt{id:x}"),
+        "--cluster-cidr".into(),
+        format!("10.{second}.0.0/16"),
+        "--run-dir".into(),
+        run_dir.join(tag).display().to_string(),
+        "--kubelet-port".into(),
+        "0".into(),
+        "--name".into(),
+        format!("{tag}-node"),
+    ]
+    .to_vec()
 }
 
 impl Server {
@@ -41,23 +69,44 @@ impl Server {
     }
 
     fn start_in_with(dir: tempfile::TempDir, flags: &[&str]) -> Server {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Server::launch("server", dir, flags)
+    }
+
+    /// Starts `peapod up` (control plane and a node) with `flags`.
+    pub fn up(flags: Vec<String>) -> Server {
+        Server::launch("up", tempfile::tempdir().expect("temp dir"), flags)
+    }
+
+    /// Starts `peapod up` again on the data directory of one that was killed.
+    pub fn up_in(dir: tempfile::TempDir, flags: Vec<String>) -> Server {
+        Server::launch("up", dir, flags)
+    }
+
+    fn launch(subcommand: &'static str, dir: tempfile::TempDir, flags: Vec<String>) -> Server {
         let kubeconfig = dir.path().join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_peapod"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
-            .args(flags)
+            .args(&flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start peapod server");
+            .expect("start peapod");
         let mut server = Server {
             child: Some(child),
             dir,
             kubeconfig,
             url: String::new(),
             cache: tempfile::tempdir().expect("cache dir"),
+            subcommand,
+            flags,
         };
         server.url = server.wait_ready();
         server
@@ -92,12 +141,14 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// Kills the server without warning (SIGKILL) and returns its data directory.
+    /// Kills the server without warning (SIGKILL) and returns its data
+    /// directory (what an `up` made on the host stays, for a restart).
     pub fn kill(mut self) -> tempfile::TempDir {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.subcommand = "server";
         std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 
@@ -224,6 +275,18 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if self.subcommand == "up" {
+            let status = Command::new(env!("CARGO_BIN_EXE_peapod"))
+                .args(["up", "--cleanup", "--data-dir"])
+                .arg(self.dir.path())
+                .args(&self.flags)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                eprintln!("peapod up --cleanup failed: the host may keep leftovers");
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 mod codec;
 mod discovery;
 mod encoded;
+mod node_proxy;
 mod params;
 mod path;
 mod protobuf;
@@ -41,11 +42,19 @@ pub struct Api {
     pub server_address: String,
     /// The cluster CA, served at `/cacerts` for nodes to verify against their join token.
     pub ca_pem: String,
+    /// What the server presents to nodes' APIs (logs, exec).
+    pub node_token: String,
     pub encoded: encoded::EncodedCache,
 }
 
 impl Api {
-    pub fn new(objects: Objects, auth: Auth, server_address: String, ca_pem: String) -> Api {
+    pub fn new(
+        objects: Objects,
+        auth: Auth,
+        server_address: String,
+        ca_pem: String,
+        node_token: String,
+    ) -> Api {
         Api {
             objects,
             catalog: Catalog::global(),
@@ -53,6 +62,7 @@ impl Api {
             auth,
             server_address,
             ca_pem,
+            node_token,
             encoded: encoded::EncodedCache::new(32 * 1024),
         }
     }

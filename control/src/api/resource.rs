@@ -70,6 +70,14 @@ pub async fn handle(
     rp: ResourcePath,
     req: Request,
 ) -> ApiResult<Response> {
+    use Subresource::*;
+    if matches!(
+        rp.subresource,
+        Some(Log | Exec | Attach | PortForward | Proxy)
+    ) && rp.name.is_some()
+    {
+        return super::node_proxy::proxy(api, rp, req).await;
+    }
     let (parts, body) = req.into_parts();
     let limited = http_body_util::Limited::new(body, codec::MAX_BODY);
     let body = match limited.collect().await {
@@ -97,7 +105,6 @@ pub async fn handle(
     };
     let method = parts.method;
     let has_name = call.name.is_some();
-    use Subresource::*;
     match (method, has_name, rp.subresource) {
         (Method::GET, false, None) if rp.watch || call.params.watch() => watch::serve(&call).await,
         (Method::GET, true, None) if rp.watch => watch::serve(&call).await,
@@ -115,12 +122,6 @@ pub async fn handle(
         (Method::PATCH, true, Some(Scale)) => scale::patch(&call).await,
         (Method::DELETE, true, None) => delete(&call).await,
         (Method::DELETE, false, None) => delete_collection(&call).await,
-        (_, true, Some(sub @ (Log | Exec | Attach | PortForward | Proxy))) => {
-            Err(ApiError::not_implemented(format!(
-                "pods/{} is served by the node agent, which this server does not reach yet",
-                sub.name()
-            )))
-        }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),

@@ -10,6 +10,7 @@ pub mod events;
 mod gc;
 mod job;
 pub mod namespace;
+mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 mod runner;
@@ -29,6 +30,10 @@ pub struct Settings {
     /// Loops not to start (`scheduler`, `deployment`, ...), e.g. to run
     /// them elsewhere as clients of this API.
     pub disabled: Vec<String>,
+    /// Where nodes' pod CIDRs come from.
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
 }
 
 impl Default for Settings {
@@ -37,6 +42,8 @@ impl Default for Settings {
             node_monitor_grace_period: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(300),
             disabled: Vec::new(),
+            cluster_cidr: "10.244.0.0/16".parse().expect("a valid CIDR"),
+            node_cidr_mask_size: 24,
         }
     }
 }
@@ -76,6 +83,9 @@ pub fn start(client: kube::Client, settings: Settings) {
     }
     if enabled("garbagecollector") {
         tokio::spawn(gc::run(ctx.clone()));
+    }
+    if enabled("nodeipam") {
+        tokio::spawn(nodeipam::run(ctx.clone()));
     }
     if enabled("nodelifecycle") {
         tokio::spawn(nodelifecycle::run(ctx.clone()));

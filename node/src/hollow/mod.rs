@@ -10,18 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-/// Lease renewals happen this often (as the kubelet's default).
-const LEASE_RENEWAL: Duration = Duration::from_secs(10);
-const LEASE_DURATION_SECONDS: i32 = 40;
 /// Node status is re-posted this often even when nothing changed.
 const STATUS_REFRESH: Duration = Duration::from_secs(60);
 /// API requests in flight at once per hollow process.
@@ -52,10 +47,6 @@ pub(crate) struct Hollow {
     pub config: HollowConfig,
     pub names: HashSet<String>,
     pub limit: Arc<Semaphore>,
-}
-
-fn now_micro() -> MicroTime {
-    MicroTime(jiff::Timestamp::now())
 }
 
 fn now() -> String {
@@ -166,32 +157,7 @@ impl Hollow {
     }
 
     async fn renew_lease(&self, i: usize) -> Result<(), HollowError> {
-        let name = self.node_name(i);
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
-        let patch = json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()}});
-        match leases
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        ..Default::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(name),
-                        lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
-                        renew_time: Some(now_micro()),
-                        ..Default::default()
-                    }),
-                };
-                leases.create(&PostParams::default(), &lease).await?;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(crate::lease::renew(&self.client, &self.node_name(i)).await?)
     }
 
     /// Runs `f` for every node, `CONCURRENCY` at a time.
@@ -230,7 +196,7 @@ pub async fn run(client: kube::Client, config: HollowConfig) -> Result<(), Hollo
 
     tokio::spawn(pods::run(hollow.clone()));
     tokio::spawn(watch_readiness(hollow.clone()));
-    let mut leases = tokio::time::interval(LEASE_RENEWAL);
+    let mut leases = tokio::time::interval(crate::lease::RENEWAL);
     let mut status = tokio::time::interval(STATUS_REFRESH);
     leases.tick().await;
     status.tick().await;

@@ -15,6 +15,23 @@ use ipnet::Ipv4Net;
 
 use self::ipam::Ipam;
 
+/// The IPv4 address of the interface the default route leaves through
+/// (the node's address unless told otherwise).
+pub fn default_ipv4() -> Option<Ipv4Addr> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let iface = routes.lines().skip(1).find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        (fields.get(1) == Some(&"00000000")).then(|| fields[0].to_string())
+    })?;
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        if a.interface_name != iface {
+            return None;
+        }
+        let addr = a.address?;
+        addr.as_sockaddr_in().map(|s| s.ip())
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("{0}")]

@@ -1,0 +1,310 @@
+//! Pod subresources served by the node the pod runs on (`log`, `exec`),
+//! proxied as kube-apiserver does: the request goes to the node's API over
+//! HTTPS with the node token as credential; a streaming reply streams
+//! back, and a protocol upgrade (the WebSocket of `kubectl exec`) is
+//! spliced through byte for byte.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+
+use super::Api;
+use super::path::ResourcePath;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::Target;
+use crate::resources::Subresource;
+
+/// Headers that carry a protocol upgrade through.
+const UPGRADE_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+
+/// Nodes present certificates they made themselves; like kube-apiserver
+/// without `--kubelet-certificate-authority`, the server does not verify
+/// them. The node checks the server's token instead.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// The address of the node's API, from its Node object.
+fn node_endpoint(node: &Value) -> Option<String> {
+    let status = node.get("status")?;
+    let ip = status
+        .get("addresses")?
+        .as_array()?
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .or_else(|| status["addresses"].as_array()?.first())?["address"]
+        .as_str()?
+        .to_string();
+    let port = status["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .unwrap_or(10250);
+    Some(format!("{ip}:{port}"))
+}
+
+/// The container a request names, or the pod's only one.
+fn container(pod: &Value, query: &[(String, String)]) -> ApiResult<String> {
+    if let Some((_, c)) = query.iter().find(|(k, _)| k == "container") {
+        return Ok(c.clone());
+    }
+    let names: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    match names.as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {}, choose one of: [{}]",
+            pod["metadata"]["name"].as_str().unwrap_or_default(),
+            names.join(" ")
+        ))),
+    }
+}
+
+/// Serves `pods/log`, `pods/exec` and the other node-served subresources.
+pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<Response> {
+    let sub = rp.subresource.expect("a subresource");
+    let (ns, name) = (
+        rp.namespace.clone().unwrap_or_default(),
+        rp.name.clone().unwrap_or_default(),
+    );
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let pod = api
+        .objects
+        .get(Target {
+            rt: rp.rt,
+            namespace: Some(&ns),
+            name: &name,
+        })
+        .await?;
+    let node_name = pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let container = container(&pod, &query)?;
+    let path = match (sub, req.method()) {
+        (Subresource::Log, &Method::GET) => format!("/containerLogs/{ns}/{name}/{container}"),
+        (Subresource::Exec, &Method::GET | &Method::POST) => {
+            format!("/exec/{ns}/{name}/{container}")
+        }
+        (Subresource::Attach | Subresource::PortForward | Subresource::Proxy, _) => {
+            return Err(ApiError::not_implemented(format!(
+                "pods/{} is not served by Peapod's nodes yet",
+                sub.name()
+            )));
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    let nodes = api
+        .catalog
+        .lookup("", "v1", "nodes")
+        .expect("nodes are served");
+    let node = api
+        .objects
+        .get(Target {
+            rt: nodes,
+            namespace: None,
+            name: &node_name,
+        })
+        .await?;
+    let endpoint = node_endpoint(&node)
+        .ok_or_else(|| ApiError::service_unavailable(format!("node {node_name} has no address")))?;
+    let rest: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query.iter().filter(|(k, _)| k != "container"))
+        .finish();
+    let uri = if rest.is_empty() {
+        path
+    } else {
+        format!("{path}?{rest}")
+    };
+    forward(api, &endpoint, &node_name, &uri, req).await
+}
+
+async fn forward(
+    api: &Arc<Api>,
+    endpoint: &str,
+    node_name: &str,
+    uri: &str,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        ApiError::service_unavailable(format!("error dialing node {node_name} ({endpoint}): {e}"))
+    };
+    let tcp = tokio::net::TcpStream::connect(endpoint)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let host = endpoint
+        .rsplit_once(':')
+        .map_or(endpoint, |(h, _)| h)
+        .to_string();
+    let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(&e))?;
+    let tls = tls_connector()
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("node connection ended: {e}");
+        }
+    });
+    let mut out = hyper::Request::builder()
+        .method(req.method().clone())
+        .uri(uri)
+        .header(header::HOST, endpoint)
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.node_token));
+    for name in UPGRADE_HEADERS {
+        for v in req.headers().get_all(*name) {
+            out = out.header(*name, v.clone());
+        }
+    }
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let out = out
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(ApiError::internal)?;
+    let mut resp = sender
+        .send_request(out)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let node_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, node_upgrade) {
+                Ok((client, node)) => {
+                    let _ = tokio::io::copy_bidirectional(
+                        &mut TokioIo::new(client),
+                        &mut TokioIo::new(node),
+                    )
+                    .await;
+                }
+                Err(e) => tracing::debug!("upgrade through the node proxy failed: {e}"),
+            }
+        });
+        let mut reply = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+        for (k, v) in resp.headers() {
+            reply = reply.header(k, v);
+        }
+        return reply.body(Body::empty()).map_err(ApiError::internal);
+    }
+    if !status.is_success() {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        let reason = match status.as_u16() {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            404 => "NotFound",
+            _ => "InternalError",
+        };
+        return Err(ApiError::new(
+            status.as_u16(),
+            reason,
+            body.trim().to_string(),
+        ));
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("text/plain"));
+    let body = Body::new(resp.into_body());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,51 @@
+//! What a node agent is told by its flags.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The Node's name.
+    pub name: String,
+    /// The address other nodes and the API server reach this node at.
+    pub node_ip: Ipv4Addr,
+    /// Persistent state: images, pod volumes and logs, address leases.
+    pub data_dir: PathBuf,
+    /// Runtime state: namespaces, container state (`/run/peapod`).
+    pub run_dir: PathBuf,
+    /// The `peapod` binary, re-executed as container shim.
+    pub exe: PathBuf,
+    /// Names host-wide objects: the bridge `<name>0` and iptables chains
+    /// `<NAME>-...`, so that several agents can share a host in tests.
+    pub network_name: String,
+    /// The whole pod network (traffic to it is not masqueraded).
+    pub cluster_cidr: Ipv4Net,
+    /// Port of the node's API (logs, exec, port-forward); 0 picks one.
+    pub kubelet_port: u16,
+    /// The shared secret the API server presents to the node's API.
+    pub token: String,
+    /// Registries (`host:port`) that may be reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub max_pods: u32,
+    /// The cluster DNS server pods with `dnsPolicy: ClusterFirst` use;
+    /// without one they get the host's resolver configuration.
+    pub cluster_dns: Option<Ipv4Addr>,
+    pub cluster_domain: String,
+    /// Static pod manifests (`*.yaml`), run without the API server's say.
+    pub manifests_dir: PathBuf,
+}
+
+impl AgentConfig {
+    pub fn bridge(&self) -> String {
+        format!("{}0", self.network_name)
+    }
+
+    /// Prefix of the iptables chains this agent owns.
+    pub fn chain_prefix(&self) -> String {
+        self.network_name.to_ascii_uppercase()
+    }
+}

@@ -1,0 +1,360 @@
+//! The node agent (Peapod's kubelet): registers the node, runs a worker
+//! per pod bound to it, serves logs and exec to the API server, and keeps
+//! its containers running across its own restarts.
+
+pub mod config;
+mod container;
+mod env;
+mod exec;
+mod hooks;
+mod launch;
+mod logs;
+mod probes;
+mod registration;
+pub mod sandbox;
+mod server;
+mod status;
+mod storage;
+mod volumes;
+mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use peapod_control::controllers::events::{Kind, Recorder, reference};
+use peapod_runtimes::image::{Credentials, ImageStore};
+use peapod_runtimes::oci::{Oci, PidFd, Running};
+use tokio::sync::mpsc;
+
+use self::config::AgentConfig;
+use self::env::{Data, Sources};
+use self::sandbox::PodDir;
+use self::worker::{Msg, Worker};
+use crate::network::{Network, NetworkConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("network: {0}")]
+    Network(#[from] crate::network::NetworkError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A container's current run, as the node's API needs it.
+#[derive(Clone, Debug)]
+pub struct PodRun {
+    pub id: Option<String>,
+    pub restart_count: u32,
+    pub running: bool,
+}
+
+/// A pod as the node's API sees it.
+#[derive(Clone, Debug)]
+pub struct PodEntry {
+    pub uid: String,
+    pub dir: PodDir,
+    pub runs: HashMap<String, PodRun>,
+}
+
+/// Pods by (namespace, name).
+pub type PodTable = Mutex<HashMap<(String, String), PodEntry>>;
+
+/// What every part of the agent shares.
+pub struct NodeCtx {
+    pub client: kube::Client,
+    pub config: AgentConfig,
+    pub network: Network,
+    pub images: ImageStore,
+    pub oci: Oci,
+    pub recorder: Recorder,
+    pub http: reqwest::Client,
+    pub table: PodTable,
+}
+
+impl NodeCtx {
+    pub async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
+        let kind = if kind == "Warning" {
+            Kind::Warning
+        } else {
+            Kind::Normal
+        };
+        self.event_kind(pod, kind, reason, message).await;
+    }
+
+    pub async fn event_kind(&self, pod: &Pod, kind: Kind, reason: &str, message: &str) {
+        self.recorder
+            .publish(&reference(pod), kind, reason, message)
+            .await;
+    }
+
+    /// The data of the ConfigMaps and Secrets a pod uses.
+    async fn fetch_sources(&self, ns: &str, maps: &[String], secrets: &[String]) -> Sources {
+        let mut sources = Sources::default();
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        for name in maps {
+            let data = cms.get_opt(name).await.ok().flatten().map(|cm| {
+                let mut d: Data = cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                d.extend(
+                    cm.binary_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0)),
+                );
+                d
+            });
+            sources.config_maps.insert(name.clone(), data);
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        for name in secrets {
+            let data = api.get_opt(name).await.ok().flatten().map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect::<Data>()
+            });
+            sources.secrets.insert(name.clone(), data);
+        }
+        sources
+    }
+
+    /// Registry credentials from the pod's `imagePullSecrets`.
+    async fn pull_credentials(&self, pod: &Pod) -> Vec<Credentials> {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let sources = self
+            .fetch_sources(&pod.namespace().unwrap_or_default(), &[], &names)
+            .await;
+        sources
+            .secrets
+            .values()
+            .flatten()
+            .flat_map(storage::docker_credentials)
+            .collect()
+    }
+
+    async fn claim_paths(&self, pod: &Pod) -> volumes::ClaimPaths {
+        storage::claim_paths(self, pod).await
+    }
+
+    /// Service environment variables for a pod's containers (none until
+    /// Services are served by the node).
+    async fn service_env(&self, _pod: &Pod) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Asks a run to stop: SIGTERM, then SIGKILL once `grace` has passed.
+    fn stop_run(&self, run: Running, grace: Duration) {
+        let oci = self.oci.clone();
+        tokio::spawn(async move {
+            oci.signal(&run, nix::sys::signal::Signal::SIGTERM);
+            let exited = async {
+                if let Ok(fd) = PidFd::open(run.shim_pid) {
+                    let _ = fd.exited().await;
+                }
+            };
+            if tokio::time::timeout(grace, exited).await.is_err() {
+                oci.signal(&run, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+    }
+}
+
+/// Runs the agent until `stop` resolves.
+pub async fn run(
+    client: kube::Client,
+    config: AgentConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    for d in [&config.data_dir, &config.run_dir] {
+        std::fs::create_dir_all(d)?;
+    }
+    let (server, kubelet_port) = server::bind(&config).await?;
+    let pod_cidr = registration::register(&client, &config, kubelet_port).await?;
+    tracing::info!("node {} registered with pod CIDR {pod_cidr}", config.name);
+    let network = Network::start(network_config(&config, pod_cidr)).await?;
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()
+        .map_err(std::io::Error::other)?;
+    let node = Arc::new(NodeCtx {
+        images: ImageStore::new(
+            &config.data_dir.join("images"),
+            config.insecure_registries.clone(),
+        ),
+        oci: Oci::new(&config.run_dir.join("oci"), &config.exe),
+        recorder: Recorder::new(client.clone(), "kubelet"),
+        client: client.clone(),
+        network,
+        http,
+        table: Mutex::default(),
+        config: config.clone(),
+    });
+    tokio::spawn(server::serve(server, node.clone()));
+    tokio::spawn(registration::heartbeat(
+        client.clone(),
+        config.clone(),
+        kubelet_port,
+    ));
+    tokio::select! {
+        r = watch_pods(node.clone()) => r,
+        () = stop => {
+            tracing::info!("node agent stopping; containers keep running");
+            Ok(())
+        }
+    }
+}
+
+/// Removes everything this agent ever made on the host (`--cleanup`).
+pub async fn cleanup(config: &AgentConfig) -> Result<(), AgentError> {
+    let state = config.data_dir.join("network");
+    let cidrs: Vec<ipnet::Ipv4Net> = std::fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .replace('_', "/")
+                .parse()
+                .ok()
+        })
+        .collect();
+    let oci = Oci::new(&config.run_dir.join("oci"), &config.exe);
+    for id in oci.ids() {
+        if let Some(r) = oci.running(&id) {
+            oci.signal(&r, nix::sys::signal::Signal::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(5), oci.wait(&r)).await;
+        }
+        oci.remove(&id);
+    }
+    let pods = config.data_dir.join("pods");
+    for entry in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        volumes::unmount_all_under(&entry.path());
+        sandbox::remove_cgroup(&uid);
+    }
+    let _ = std::fs::remove_dir_all(&pods);
+    for cidr in cidrs {
+        let network = Network::start(network_config(config, cidr)).await?;
+        network.teardown().await?;
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(hierarchy.path().join("peapod"));
+    }
+    let _ = std::fs::remove_dir_all(config.run_dir.join("oci"));
+    Ok(())
+}
+
+fn network_config(config: &AgentConfig, pod_cidr: ipnet::Ipv4Net) -> NetworkConfig {
+    NetworkConfig {
+        run_dir: config.run_dir.clone(),
+        state_dir: config.data_dir.join("network"),
+        bridge: config.bridge(),
+        pod_cidr,
+        cluster_cidr: config.cluster_cidr,
+        chain: format!("{}-POSTROUTING", config.chain_prefix()),
+    }
+}
+
+/// Watches the pods bound to this node and hands each to its worker.
+async fn watch_pods(node: Arc<NodeCtx>) -> Result<(), AgentError> {
+    let pods: Api<Pod> = Api::all(node.client.clone());
+    let selector = format!("spec.nodeName={}", node.config.name);
+    let mut events = watcher::watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed();
+    let mut workers: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
+    let mut listed: Vec<String> = Vec::new();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("watching pods: {e}");
+                continue;
+            }
+        };
+        match event {
+            Event::Init => listed.clear(),
+            Event::InitApply(pod) => {
+                listed.push(pod.uid().unwrap_or_default());
+                dispatch(&node, &mut workers, pod);
+            }
+            Event::InitDone => {
+                // Pods deleted while the agent was away: remove their remains.
+                remove_orphans(&node, &listed).await;
+            }
+            Event::Apply(pod) => dispatch(&node, &mut workers, pod),
+            Event::Delete(pod) => {
+                if let Some(tx) = workers.remove(&pod.uid().unwrap_or_default()) {
+                    let _ = tx.send(Msg::Deleted);
+                }
+            }
+        }
+        workers.retain(|_, tx| !tx.is_closed());
+    }
+    Ok(())
+}
+
+fn dispatch(
+    node: &Arc<NodeCtx>,
+    workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>,
+    pod: Pod,
+) {
+    let uid = pod.uid().unwrap_or_default();
+    if let Some(tx) = workers.get(&uid)
+        && tx.send(Msg::Pod(Box::new(pod.clone()))).is_ok()
+    {
+        return;
+    }
+    let (worker, tx) = Worker::new(node.clone(), pod);
+    workers.insert(uid, tx);
+    tokio::spawn(worker.run());
+}
+
+async fn remove_orphans(node: &NodeCtx, live: &[String]) {
+    let mut known: Vec<String> = node.network.known_pods();
+    known.extend(
+        std::fs::read_dir(node.config.data_dir.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned()),
+    );
+    known.sort();
+    known.dedup();
+    for uid in known {
+        if !live.contains(&uid) {
+            tracing::info!("removing the remains of pod {uid}, deleted while the agent was away");
+            worker::remove_pod(node, &uid).await;
+        }
+    }
+}

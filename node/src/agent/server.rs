@@ -1,0 +1,194 @@
+//! The node's own API, which the API server proxies `pods/log` and
+//! `pods/exec` to (as the kubelet's port 10250): HTTPS with a certificate
+//! made at start, and the cluster's node token as the shared secret that
+//! proves a caller is the control plane.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use tokio::net::TcpListener;
+
+use super::NodeCtx;
+use super::config::AgentConfig;
+use super::exec::{self, ExecRequest};
+use super::logs::{self, LogOptions};
+
+/// Binds the node API's port (0 picks a free one).
+pub async fn bind(config: &AgentConfig) -> std::io::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(("0.0.0.0", config.kubelet_port)).await?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
+    let names = vec![
+        node.config.node_ip.to_string(),
+        node.config.name.clone(),
+        "localhost".into(),
+    ];
+    let cert = match rcgen::generate_simple_self_signed(names) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("making the node API's certificate: {e}");
+            return;
+        }
+    };
+    let tls = match peapod_control::api::tls::server_config(
+        &cert.cert.pem(),
+        &cert.signing_key.serialize_pem(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("node API TLS: {e}");
+            return;
+        }
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route("/exec/{ns}/{pod}/{container}", get(exec_session))
+        .with_state(node);
+    if let Err(e) = peapod_control::api::tls::serve(listener, tls, app).await {
+        tracing::error!("node API stopped: {e}");
+    }
+}
+
+fn authorized(node: &NodeCtx, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == node.config.token)
+}
+
+fn error(code: StatusCode, message: &str) -> Response {
+    (code, message.to_string()).into_response()
+}
+
+/// Query parameters as (key, value) pairs, decoded.
+fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn flag(pairs: &[(String, String)], key: &str) -> bool {
+    pairs
+        .iter()
+        .any(|(k, v)| k == key && (v == "true" || v == "1"))
+}
+
+fn value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn container_logs(
+    State(node): State<Arc<NodeCtx>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&node, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let q = query_pairs(&query);
+    let since = match (value(&q, "sinceTime"), value(&q, "sinceSeconds")) {
+        (Some(t), _) => t.parse::<jiff::Timestamp>().ok(),
+        (None, Some(s)) => s.parse::<i64>().ok().and_then(|s| {
+            jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(s))
+                .ok()
+        }),
+        _ => None,
+    };
+    let opts = LogOptions {
+        follow: flag(&q, "follow"),
+        previous: flag(&q, "previous"),
+        tail_lines: value(&q, "tailLines").and_then(|n| n.parse().ok()),
+        since,
+        timestamps: flag(&q, "timestamps"),
+        limit_bytes: value(&q, "limitBytes").and_then(|n| n.parse().ok()),
+    };
+    match logs::stream(node, &ns, &pod, &container, opts) {
+        Ok(rx) => {
+            let body = Body::from_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>),
+            );
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(body)
+                .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+        }
+        Err(e) => error(
+            StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST),
+            &e.message,
+        ),
+    }
+}
+
+async fn exec_session(
+    State(node): State<Arc<NodeCtx>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !authorized(&node, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let q = query_pairs(&query);
+    let request = ExecRequest {
+        command: q
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        stdin: flag(&q, "stdin"),
+        stdout: flag(&q, "stdout"),
+        stderr: flag(&q, "stderr"),
+        tty: flag(&q, "tty"),
+    };
+    if request.command.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command for the container",
+        );
+    }
+    let run = {
+        let table = node.table.lock().expect("lock");
+        table
+            .get(&(ns.clone(), pod.clone()))
+            .and_then(|e| e.runs.get(&container).cloned())
+    };
+    let Some(run) = run else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("container {container} is not valid for pod {pod}"),
+        );
+    };
+    let (Some(id), true) = (run.id, run.running) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("unable to upgrade connection: container not found (\"{container}\")"),
+        );
+    };
+    let Ok(ws) = ws else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "this node serves exec over WebSocket (v5.channel.k8s.io) only",
+        );
+    };
+    let oci = node.oci.clone();
+    ws.protocols(exec::PROTOCOLS)
+        .on_upgrade(move |socket| exec::serve(socket, oci, id, request))
+}

@@ -1,0 +1,946 @@
+//! The pod worker: one task per pod bound to this node, reconciling what
+//! runs with what the pod asks for. It makes the sandbox and volumes, runs
+//! init containers in order and then the app containers, restarts them as
+//! the restart policy and back-off allow, acts on probes, reports status,
+//! and on deletion stops everything gracefully and removes every trace.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use peapod_runtimes::image::Credentials;
+use peapod_runtimes::oci::{Exit, PodNamespaces, Running};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::NodeCtx;
+use super::container::{ContainerState, Current, Terminated, restarts};
+use super::env::{Addresses, Sources};
+use super::launch::{self, LaunchError, PodContext};
+use super::probes::{self, Outcome, ProbeKind};
+use super::sandbox::{self, PodDir};
+use super::status::{self, PodFacts};
+use super::volumes::{self, ClaimPaths, Prepared};
+use crate::network::Sandbox;
+
+/// What a pod worker hears about.
+#[derive(Debug)]
+pub enum Msg {
+    /// The pod object changed.
+    Pod(Box<Pod>),
+    /// The pod object is gone from the API.
+    Deleted,
+    /// A container run ended.
+    Exited {
+        container: String,
+        run: String,
+        exit: Exit,
+    },
+    Probe(Outcome),
+}
+
+/// How soon a pod stuck on its sandbox or volumes is retried.
+const RETRY: Duration = Duration::from_secs(2);
+
+pub struct Worker {
+    node: Arc<NodeCtx>,
+    pod: Pod,
+    uid: String,
+    dir: PodDir,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    sandbox: Option<Sandbox>,
+    volumes: Option<Prepared>,
+    sources: Sources,
+    credentials: Vec<Credentials>,
+    init: Vec<ContainerState>,
+    app: Vec<ContainerState>,
+    init_done: bool,
+    /// Why the pod cannot get going yet (reason, message).
+    blocked: Option<(String, String)>,
+    retry_at: Option<Instant>,
+    start_time: String,
+    reported: Option<Value>,
+    /// The pod reached Succeeded or Failed: nothing runs any more.
+    finished: Option<&'static str>,
+    run_started: HashMap<String, Instant>,
+    events: mpsc::UnboundedReceiver<(peapod_control::controllers::events::Kind, String, String)>,
+    events_tx: mpsc::UnboundedSender<(peapod_control::controllers::events::Kind, String, String)>,
+}
+
+fn spec_of(pod: &Pod) -> k8s_openapi::api::core::v1::PodSpec {
+    pod.spec.clone().unwrap_or_default()
+}
+
+fn restart_policy(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into())
+}
+
+impl Worker {
+    pub fn new(node: Arc<NodeCtx>, pod: Pod) -> (Worker, mpsc::UnboundedSender<Msg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let uid = pod.uid().unwrap_or_default();
+        let spec = spec_of(&pod);
+        let init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| ContainerState::new(&c.name))
+            .collect();
+        let app = spec
+            .containers
+            .iter()
+            .map(|c| ContainerState::new(&c.name))
+            .collect();
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(now);
+        let worker = Worker {
+            dir: PodDir::new(&node.config, &uid),
+            node,
+            pod,
+            uid,
+            tx: tx.clone(),
+            rx,
+            sandbox: None,
+            volumes: None,
+            sources: Sources::default(),
+            credentials: Vec::new(),
+            init,
+            app,
+            init_done: false,
+            blocked: None,
+            retry_at: None,
+            start_time,
+            reported: None,
+            finished: None,
+            run_started: HashMap::new(),
+            events,
+            events_tx,
+        };
+        (worker, tx)
+    }
+
+    pub async fn run(mut self) {
+        self.adopt();
+        loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                self.terminate(true).await;
+                return;
+            }
+            if self.finished.is_none() {
+                self.sync().await;
+            }
+            self.report().await;
+            self.publish();
+            let wake = self.next_wake();
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    None => { self.detach(); return; }
+                    Some(Msg::Deleted) => { self.terminate(false).await; return; }
+                    Some(m) => self.handle(m).await,
+                },
+                Some((kind, reason, message)) = self.events.recv() => {
+                    self.node.event_kind(&self.pod, kind, &reason, &message).await;
+                }
+                _ = tokio::time::sleep(wake) => {}
+            }
+            // Take whatever else arrived before reconciling again.
+            while let Ok(m) = self.rx.try_recv() {
+                match m {
+                    Msg::Deleted => {
+                        self.terminate(false).await;
+                        return;
+                    }
+                    m => self.handle(m).await,
+                }
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        let mut next = self.retry_at;
+        for c in self.init.iter().chain(&self.app) {
+            if let Some(t) = c.not_before
+                && !c.is_running()
+            {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next.map_or(Duration::from_secs(60), |t| {
+            t.saturating_duration_since(now)
+                .max(Duration::from_millis(10))
+        })
+    }
+
+    fn container_spec(&self, name: &str) -> Option<Container> {
+        let spec = spec_of(&self.pod);
+        spec.init_containers
+            .into_iter()
+            .flatten()
+            .chain(spec.containers)
+            .find(|c| c.name == name)
+    }
+
+    fn state_mut(&mut self, name: &str) -> Option<&mut ContainerState> {
+        self.init
+            .iter_mut()
+            .chain(self.app.iter_mut())
+            .find(|c| c.name == name)
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Pod(p) => {
+                if p.uid().as_deref() == Some(self.uid.as_str()) {
+                    self.pod = *p;
+                }
+            }
+            Msg::Exited {
+                container,
+                run,
+                exit,
+            } => self.exited(&container, &run, exit).await,
+            Msg::Probe(o) => self.probed(o).await,
+            Msg::Deleted => {}
+        }
+    }
+
+    /// Picks up what a previous agent left running for this pod.
+    fn adopt(&mut self) {
+        if let Some(phase) = self.pod.status.as_ref().and_then(|s| s.phase.as_deref())
+            && matches!(phase, "Succeeded" | "Failed")
+        {
+            self.finished = Some(if phase == "Succeeded" {
+                "Succeeded"
+            } else {
+                "Failed"
+            });
+        }
+        self.sandbox = self.node.network.existing(&self.uid);
+        let reported = self.pod.status.clone().unwrap_or_default();
+        let reported_statuses: Vec<_> = reported
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(reported.container_statuses.iter().flatten())
+            .cloned()
+            .collect();
+        let names: Vec<String> = self
+            .init
+            .iter()
+            .chain(&self.app)
+            .map(|c| c.name.clone())
+            .collect();
+        let mut any_app = false;
+        for name in names {
+            let Some(record) = ContainerState::load(&self.dir, &name) else {
+                continue;
+            };
+            let oci = self.node.oci.clone();
+            let dir = self.dir.clone();
+            let reported = reported_statuses.iter().find(|s| s.name == name).cloned();
+            let is_app = self.app.iter().any(|c| c.name == name);
+            let uid = self.uid.clone();
+            let c = self.state_mut(&name).expect("known container");
+            c.restart_count = record.restart_count;
+            c.id = Some(record.id.clone());
+            c.image_id = record.image_id;
+            c.last_terminated = reported
+                .as_ref()
+                .and_then(|s| s.last_state.as_ref()?.terminated.as_ref())
+                .map(|t| Terminated {
+                    exit_code: t.exit_code,
+                    signal: t.signal,
+                    reason: t.reason.clone().unwrap_or_default(),
+                    message: t.message.clone(),
+                    started_at: t.started_at.as_ref().map(|x| x.0.to_string()),
+                    finished_at: t
+                        .finished_at
+                        .as_ref()
+                        .map(|x| x.0.to_string())
+                        .unwrap_or_default(),
+                    container_id: t.container_id.clone(),
+                });
+            any_app |= is_app;
+            if let Some(running) = oci.running(&record.id) {
+                tracing::info!("pod {uid}: re-adopting running container {name}");
+                c.current = Current::Running(running);
+            } else if let Some(exit) = oci.exit(&record.id) {
+                c.current = Current::Terminated(Terminated::from_exit(&exit, &record.id, None));
+                oci.remove(&record.id);
+                volumes::unmount_all_under(&dir.container(&record.id));
+            } else if let Some(t) = reported
+                .as_ref()
+                .and_then(|s| s.state.as_ref()?.terminated.as_ref())
+            {
+                c.current = Current::Terminated(Terminated {
+                    exit_code: t.exit_code,
+                    signal: t.signal,
+                    reason: t.reason.clone().unwrap_or_default(),
+                    message: t.message.clone(),
+                    started_at: t.started_at.as_ref().map(|x| x.0.to_string()),
+                    finished_at: t
+                        .finished_at
+                        .as_ref()
+                        .map(|x| x.0.to_string())
+                        .unwrap_or_default(),
+                    container_id: t.container_id.clone(),
+                });
+            }
+        }
+        if any_app {
+            self.init_done = true;
+        }
+        // Runs found alive need their waiters and probes again.
+        let running: Vec<(String, Running)> = self
+            .init
+            .iter()
+            .chain(&self.app)
+            .filter_map(|c| match &c.current {
+                Current::Running(r) => Some((c.name.clone(), r.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, r) in running {
+            self.watch(&name, r);
+        }
+    }
+
+    /// Creates the sandbox and volumes if they are not there yet.
+    async fn ensure_sandbox(&mut self) -> Result<(), (String, String)> {
+        let (maps, secrets) = super::env::references(&self.pod);
+        self.sources = self.node.fetch_sources(&self.ns(), &maps, &secrets).await;
+        self.credentials = self.node.pull_credentials(&self.pod).await;
+        if self.sandbox.is_none() {
+            let hostname = sandbox::hostname(&self.pod);
+            let sb = self
+                .node
+                .network
+                .create(&self.uid, &hostname)
+                .await
+                .map_err(|e| {
+                    (
+                        "FailedCreatePodSandBox".to_string(),
+                        format!("Failed to create pod sandbox: {e}"),
+                    )
+                })?;
+            self.sandbox = Some(sb);
+        }
+        let ip = self.sandbox.as_ref().expect("just made").ip;
+        sandbox::write_files(&self.dir, &self.pod, ip, &self.node.config)
+            .map_err(|e| ("FailedCreatePodSandBox".to_string(), e.to_string()))?;
+        if self.volumes.is_none() {
+            let claims: ClaimPaths = self.node.claim_paths(&self.pod).await;
+            let prepared = volumes::prepare(
+                &self.pod,
+                &self.dir,
+                &self.sources,
+                &claims,
+                &self.addresses(),
+            )
+            .map_err(|e| {
+                (
+                    "FailedMount".to_string(),
+                    format!("MountVolume.SetUp failed: {e}"),
+                )
+            })?;
+            self.volumes = Some(prepared);
+        }
+        Ok(())
+    }
+
+    fn ns(&self) -> String {
+        self.pod.namespace().unwrap_or_default()
+    }
+
+    fn addresses(&self) -> Addresses {
+        Addresses {
+            pod_ip: self
+                .sandbox
+                .as_ref()
+                .map(|s| s.ip.to_string())
+                .unwrap_or_default(),
+            host_ip: self.node.config.node_ip.to_string(),
+            node_name: self.node.config.name.clone(),
+        }
+    }
+
+    async fn sync(&mut self) {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.retry_at = None;
+        if self.sandbox.is_none() || self.volumes.is_none() {
+            if let Err((reason, message)) = self.ensure_sandbox().await {
+                if self.blocked.as_ref().map(|b| &b.1) != Some(&message) {
+                    self.node
+                        .event(&self.pod, "Warning", &reason, &message)
+                        .await;
+                }
+                self.blocked = Some(("ContainerCreating".into(), message));
+                self.retry_at = Some(Instant::now() + RETRY);
+                return;
+            }
+            self.blocked = None;
+        }
+        let policy = restart_policy(&self.pod);
+        if !self.init_done {
+            let spec = spec_of(&self.pod);
+            let inits: Vec<Container> = spec.init_containers.unwrap_or_default();
+            let mut all_done = true;
+            for (i, c) in inits.iter().enumerate() {
+                let state = &self.init[i];
+                match &state.current {
+                    Current::Terminated(t) if t.exit_code == 0 => continue,
+                    Current::Running(_) => {
+                        all_done = false;
+                        break;
+                    }
+                    Current::Terminated(t) => {
+                        all_done = false;
+                        // Init containers restart unless the pod's policy is Never.
+                        if policy != "Never" && t.exit_code != 0 {
+                            self.maybe_restart(true, i, c).await;
+                        }
+                        break;
+                    }
+                    Current::Waiting { .. } => {
+                        all_done = false;
+                        self.launch_when_due(true, i, c).await;
+                        break;
+                    }
+                }
+            }
+            if !all_done {
+                return;
+            }
+            self.init_done = true;
+        }
+        let spec = spec_of(&self.pod);
+        for (i, c) in spec.containers.iter().enumerate() {
+            match &self.app[i].current {
+                Current::Running(_) => {}
+                Current::Terminated(t) => {
+                    if restarts(&policy, t.exit_code) {
+                        self.maybe_restart(false, i, c).await;
+                    }
+                }
+                Current::Waiting { .. } => self.launch_when_due(false, i, c).await,
+            }
+        }
+        let phase = status::phase(&self.pod, &self.init, &self.app, self.init_done);
+        if matches!(phase, "Succeeded" | "Failed") {
+            self.finish(phase).await;
+        }
+    }
+
+    /// A terminated container whose policy restarts it: start it again once
+    /// its back-off passed, and say `CrashLoopBackOff` until then.
+    async fn maybe_restart(&mut self, init: bool, i: usize, c: &Container) {
+        let pod_ref = format!("{}_{}({})", self.pod.name_any(), self.ns(), self.uid);
+        let state = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.app[i]
+        };
+        let Current::Terminated(t) = state.current.clone() else {
+            return;
+        };
+        state.last_terminated = Some(t);
+        if state.not_before.is_some_and(|nb| Instant::now() < nb) {
+            let wait = state
+                .not_before
+                .map(|nb| nb.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            let message = format!(
+                "back-off {}s restarting failed container={} pod={pod_ref}",
+                wait.as_secs().max(1),
+                c.name,
+            );
+            state.set_waiting("CrashLoopBackOff", Some(message.clone()));
+            self.node
+                .event(
+                    &self.pod,
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container",
+                )
+                .await;
+            return;
+        }
+        state.restart_count += 1;
+        self.launch(init, i, c).await;
+    }
+
+    /// A waiting container starts once its back-off (if any) passed; a
+    /// crash-looping one counts a restart, a failed pull shows
+    /// `ImagePullBackOff` until then.
+    async fn launch_when_due(&mut self, init: bool, i: usize, c: &Container) {
+        let state = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.app[i]
+        };
+        let Current::Waiting { reason, .. } = state.current.clone() else {
+            return;
+        };
+        if state.not_before.is_none_or(|t| Instant::now() >= t) {
+            if reason == "CrashLoopBackOff" {
+                state.restart_count += 1;
+            }
+            self.launch(init, i, c).await;
+        } else if reason == "ErrImagePull" {
+            let image = c.image.clone().unwrap_or_default();
+            let message = format!("Back-off pulling image \"{image}\"");
+            state.set_waiting("ImagePullBackOff", Some(message.clone()));
+            self.node
+                .event(&self.pod, "Normal", "BackOff", &message)
+                .await;
+        }
+    }
+
+    async fn launch(&mut self, init: bool, i: usize, c: &Container) {
+        let Some(sb) = self.sandbox.clone() else {
+            return;
+        };
+        let volumes = self.volumes.clone().unwrap_or_default();
+        let id = {
+            let state = if init { &self.init[i] } else { &self.app[i] };
+            state.next_id(&self.uid)
+        };
+        let service_env: BTreeMap<String, String> = self.node.service_env(&self.pod).await;
+        let addrs = self.addresses();
+        let ctx = PodContext {
+            pod: &self.pod,
+            dir: &self.dir,
+            namespaces: PodNamespaces {
+                net: sb.net.clone(),
+                ipc: sb.ipc.clone(),
+                uts: sb.uts.clone(),
+            },
+            volumes: &volumes,
+            sources: &self.sources,
+            addrs: &addrs,
+            service_env: &service_env,
+            credentials: &self.credentials,
+        };
+        let image = match launch::pull(&self.node, &ctx, c).await {
+            Ok(img) => img,
+            Err(e) => {
+                self.launch_failed(init, i, e).await;
+                return;
+            }
+        };
+        {
+            let state = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.app[i]
+            };
+            state.id = Some(id.clone());
+            state.image_id = Some(launch::image_id(&image));
+            state.save(&self.dir);
+        }
+        let log = self.dir.log(
+            &c.name,
+            if init {
+                self.init[i].restart_count
+            } else {
+                self.app[i].restart_count
+            },
+        );
+        match launch::start(&self.node, &ctx, c, &image, &id, log).await {
+            Ok(running) => {
+                self.node
+                    .event(
+                        &self.pod,
+                        "Normal",
+                        "Created",
+                        &format!("Created container {}", c.name),
+                    )
+                    .await;
+                self.node
+                    .event(
+                        &self.pod,
+                        "Normal",
+                        "Started",
+                        &format!("Started container {}", c.name),
+                    )
+                    .await;
+                let state = if init {
+                    &mut self.init[i]
+                } else {
+                    &mut self.app[i]
+                };
+                state.current = Current::Running(running.clone());
+                state.not_before = None;
+                self.run_started.insert(id, Instant::now());
+                self.watch(&c.name, running);
+            }
+            Err(e) => {
+                // Nothing runs: the run ends at once, counting as a failure.
+                self.launch_failed(init, i, e).await;
+                volumes::unmount_all_under(&self.dir.container(&id));
+                self.node.oci.remove(&id);
+            }
+        }
+    }
+
+    async fn launch_failed(&mut self, init: bool, i: usize, e: LaunchError) {
+        if !e.reported {
+            self.node
+                .event(
+                    &self.pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {}", e.message),
+                )
+                .await;
+        }
+        let state = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.app[i]
+        };
+        let backoff = state.backoff;
+        state.not_before = Some(Instant::now() + backoff);
+        state.backoff = (backoff * 2).clamp(Duration::from_secs(10), Duration::from_secs(300));
+        state.set_waiting(e.reason, Some(e.message));
+    }
+
+    /// Waits for the run's end and probes it meanwhile.
+    fn watch(&mut self, name: &str, running: Running) {
+        let Some(spec) = self.container_spec(name) else {
+            return;
+        };
+        let tx = self.tx.clone();
+        let oci = self.node.oci.clone();
+        let r = running.clone();
+        let container = name.to_string();
+        let waiter = tokio::spawn(async move {
+            let exit = oci.wait(&r).await;
+            let _ = tx.send(Msg::Exited {
+                container,
+                run: r.id.clone(),
+                exit,
+            });
+        });
+        let has_probes = spec.liveness_probe.is_some()
+            || spec.readiness_probe.is_some()
+            || spec.startup_probe.is_some();
+        let probe_task = match (&self.sandbox, has_probes) {
+            (Some(sb), true) => Some(
+                probes::start(
+                    probes::Target {
+                        pod_ip: sb.ip,
+                        container: spec.clone(),
+                        run: running.id.clone(),
+                        oci: self.node.oci.clone(),
+                        http: self.node.http.clone(),
+                        events: self.events_tx.clone(),
+                    },
+                    self.tx.clone(),
+                )
+                .abort_handle(),
+            ),
+            _ => None,
+        };
+        if let Some(c) = self.state_mut(name) {
+            c.stop_tasks();
+            c.waiter = Some(waiter.abort_handle());
+            c.probes = probe_task;
+            c.started = spec.startup_probe.is_none();
+            c.ready = spec.readiness_probe.is_none() && c.started;
+        }
+    }
+
+    async fn exited(&mut self, name: &str, run: &str, exit: Exit) {
+        let Some(spec) = self.container_spec(name) else {
+            return;
+        };
+        let log_attempt = match self.state_mut(name) {
+            Some(c) if c.id.as_deref() == Some(run) => c.restart_count,
+            _ => return,
+        };
+        let log = self.dir.log(name, log_attempt);
+        let message = launch::termination_message(&self.dir, &spec, run, &log, exit.code != 0);
+        let t = Terminated::from_exit(&exit, run, message);
+        let ran_for = self.run_started.remove(run).map(|s| s.elapsed());
+        if t.reason == "OOMKilled" {
+            tracing::info!("pod {}: container {name} was OOM killed", self.uid);
+        }
+        if let Some(c) = self.state_mut(name) {
+            c.ended(t, ran_for);
+        }
+        volumes::unmount_all_under(&self.dir.container(run));
+        let _ = std::fs::remove_dir_all(self.dir.container(run));
+        self.node.oci.remove(run);
+    }
+
+    async fn probed(&mut self, o: Outcome) {
+        let grace = self.grace_period();
+        let Some(c) = self.state_mut(&o.container) else {
+            return;
+        };
+        if c.id.as_deref() != Some(o.run.as_str()) {
+            return;
+        }
+        let running = match &c.current {
+            Current::Running(r) => r.clone(),
+            _ => return,
+        };
+        match (o.kind, o.healthy) {
+            (ProbeKind::Readiness, ok) => c.ready = ok && c.started,
+            (ProbeKind::Startup, true) => {
+                c.started = true;
+                let readiness = self
+                    .container_spec(&o.container)
+                    .is_some_and(|s| s.readiness_probe.is_some());
+                if let Some(c) = self.state_mut(&o.container) {
+                    c.ready = !readiness;
+                }
+            }
+            (kind, false) => {
+                let what = if kind == ProbeKind::Liveness {
+                    "liveness"
+                } else {
+                    "startup"
+                };
+                let message = format!(
+                    "Container {} failed {what} probe, will be restarted",
+                    o.container
+                );
+                self.node
+                    .event(&self.pod, "Normal", "Killing", &message)
+                    .await;
+                self.node.stop_run(running, grace);
+            }
+            (ProbeKind::Liveness, true) => {}
+        }
+    }
+
+    fn grace_period(&self) -> Duration {
+        let secs = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30)
+            .max(0);
+        Duration::from_secs(secs as u64)
+    }
+
+    /// The pod ended for good: its network goes, its files stay for logs.
+    async fn finish(&mut self, phase: &'static str) {
+        self.finished = Some(phase);
+        for c in self.init.iter_mut().chain(self.app.iter_mut()) {
+            c.stop_tasks();
+            c.ready = false;
+        }
+        self.node.network.remove(&self.uid).await;
+    }
+
+    async fn report(&mut self) {
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: self.sandbox.as_ref().map(|s| s.ip.to_string()),
+            host_ip: self.node.config.node_ip.to_string(),
+            start_time: &self.start_time,
+            blocked: self.blocked.clone(),
+            init_done: self.init_done,
+            phase_override: self.finished,
+        };
+        let status = status::build(&facts, &self.init, &self.app);
+        if self.reported.as_ref() == Some(&status) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.node.client.clone(), &self.ns());
+        match pods
+            .patch_status(
+                &self.pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+        {
+            Ok(p) => {
+                self.pod.status = p.status;
+                self.reported = Some(status);
+            }
+            Err(e) => {
+                tracing::debug!(
+                    "pod {}/{}: status update: {e}",
+                    self.ns(),
+                    self.pod.name_any()
+                );
+                self.retry_at = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+
+    /// Makes what runs visible to the node's API (logs, exec).
+    fn publish(&self) {
+        let runs = self
+            .init
+            .iter()
+            .chain(&self.app)
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    super::PodRun {
+                        id: c.id.clone(),
+                        restart_count: c.restart_count,
+                        running: c.is_running(),
+                    },
+                )
+            })
+            .collect();
+        self.node.table.lock().expect("lock").insert(
+            (self.ns(), self.pod.name_any()),
+            super::PodEntry {
+                uid: self.uid.clone(),
+                dir: self.dir.clone(),
+                runs,
+            },
+        );
+    }
+
+    /// Stops the pod's containers (gracefully when the pod was deleted with
+    /// a grace period), removes everything of it, and lets the API drop it.
+    async fn terminate(&mut self, graceful: bool) {
+        let grace = if graceful {
+            self.grace_period()
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + grace;
+        let running: Vec<(String, Running)> = self
+            .init
+            .iter()
+            .chain(&self.app)
+            .filter_map(|c| match &c.current {
+                Current::Running(r) => Some((c.name.clone(), r.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, r) in &running {
+            self.node
+                .event(
+                    &self.pod,
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {name}"),
+                )
+                .await;
+            if graceful && let Some(spec) = self.container_spec(name) {
+                super::hooks::pre_stop(
+                    &self.node,
+                    &spec,
+                    r,
+                    self.sandbox.as_ref().map(|s| s.ip),
+                    deadline,
+                )
+                .await;
+            }
+        }
+        for (_, r) in &running {
+            self.node.stop_run(r.clone(), grace);
+        }
+        // Wait for the runs to end (the stop escalates to SIGKILL itself).
+        let mut left: Vec<String> = running.iter().map(|(_, r)| r.id.clone()).collect();
+        let hard_deadline = deadline + Duration::from_secs(10);
+        while !left.is_empty() && Instant::now() < hard_deadline {
+            let wait = hard_deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Some(Msg::Exited { run, .. })) => left.retain(|r| r != &run),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.cleanup().await;
+        self.node
+            .table
+            .lock()
+            .expect("lock")
+            .remove(&(self.ns(), self.pod.name_any()));
+        if graceful {
+            let pods: Api<Pod> = Api::namespaced(self.node.client.clone(), &self.ns());
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = pods.delete(&self.pod.name_any(), &params).await {
+                tracing::debug!(
+                    "pod {}/{}: final delete: {e}",
+                    self.ns(),
+                    self.pod.name_any()
+                );
+            }
+        }
+    }
+
+    /// Removes every trace of the pod from the node.
+    async fn cleanup(&mut self) {
+        for c in self.init.iter_mut().chain(self.app.iter_mut()) {
+            c.stop_tasks();
+        }
+        remove_pod(&self.node, &self.uid).await;
+    }
+
+    /// The agent stops: containers keep running, tasks end.
+    fn detach(&mut self) {
+        for c in self.init.iter_mut().chain(self.app.iter_mut()) {
+            c.stop_tasks();
+        }
+    }
+}
+
+/// Removes a pod's runs, mounts, network, cgroups and files.
+pub async fn remove_pod(node: &NodeCtx, uid: &str) {
+    let dir = PodDir::new(&node.config, uid);
+    let prefix = super::container::run_id(uid, "", 0);
+    let prefix = prefix.split('-').next().unwrap_or_default().to_string();
+    for id in node.oci.ids() {
+        if id.starts_with(&format!("{prefix}-")) {
+            if let Some(r) = node.oci.running(&id) {
+                node.oci.signal(&r, nix::sys::signal::Signal::SIGKILL);
+                let _ = tokio::time::timeout(Duration::from_secs(5), node.oci.wait(&r)).await;
+            }
+            node.oci.remove(&id);
+        }
+    }
+    volumes::unmount_all_under(dir.path());
+    node.network.remove(uid).await;
+    sandbox::remove_cgroup(uid);
+    if let Err(e) = std::fs::remove_dir_all(dir.path())
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing {}: {e}", dir.path().display());
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}

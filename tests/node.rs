@@ -1,0 +1,240 @@
+//! The node agent end to end (needs root): `peapod up` runs real pods from
+//! a local registry, driven by the real kubectl. Pods get an IP that
+//! answers from the host; containers share localhost and volumes; config
+//! arrives as files and variables; OOM kills, liveness failures and crash
+//! loops restart containers; logs, exec and re-adoption after an agent
+//! restart work; deleting the pods leaves nothing behind.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::registry::Registry;
+use support::{Server, eventually, manifest, up_flags};
+
+fn pod(s: &Server, name: &str) -> Value {
+    serde_json::from_str(&s.ok(&["get", "pod", name, "-o", "json"])).expect("pod JSON")
+}
+
+fn container_status(s: &Server, pod_name: &str, container: &str) -> Value {
+    pod(s, pod_name)["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == container)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().ok()?,
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+/// Everything of the test's pods on the host: veths, mounts, cgroups.
+fn leftovers(data: &std::path::Path, run: &std::path::Path, uids: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if m.starts_with(&data.join("pods").display().to_string())
+            || m.starts_with(&run.display().to_string())
+        {
+            found.push(format!("mount {m}"));
+        }
+    }
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    for uid in uids {
+        let short: String = uid.chars().filter(|c| *c != '-').take(11).collect();
+        if links.contains(&format!("pp{short}")) {
+            found.push(format!("veth of pod {uid}"));
+        }
+        let cgroup = format!("/sys/fs/cgroup/memory/peapod/pod{}", uid.replace('-', ""));
+        if std::path::Path::new(&cgroup).exists() {
+            found.push(format!("cgroup {cgroup}"));
+        }
+        if data.join("pods").join(uid).exists() {
+            found.push(format!("directory of pod {uid}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn pods_run_for_real_and_leave_nothing_behind() {
+    let registry = Registry::start();
+    let image = registry.push_busybox();
+    let run = tempfile::tempdir().unwrap();
+    let mut flags = up_flags("node", run.path());
+    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    let s = Server::up(flags.clone());
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .ok(&["get", "nodes"])
+            .contains(" Ready ")),
+        "the node did not become Ready: {}",
+        s.log()
+    );
+    let pods = std::fs::read_to_string(manifest("node.yaml"))
+        .unwrap()
+        .replace("IMAGE", &image);
+    s.apply(&pods);
+
+    // Two containers in one pod: an init container, a shared emptyDir,
+    // localhost between them, ConfigMap and Secret as files and variables.
+    assert!(
+        eventually(Duration::from_secs(60), || s
+            .ok(&["get", "pod", "duo"])
+            .contains("2/2     Running")),
+        "duo did not run: {}\n{}",
+        s.ok(&["describe", "pod", "duo"]),
+        s.log()
+    );
+    let ip = pod(&s, "duo")["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with("10."), "pod IP {ip}");
+    let page = http_get(&ip, 8080, "/index.html");
+    assert_eq!(page.as_deref(), Some("hello from duo with hunter2\n"));
+    assert!(eventually(Duration::from_secs(20), || {
+        s.kubectl(&[
+            "exec",
+            "duo",
+            "-c",
+            "writer",
+            "--",
+            "cat",
+            "/shared/seen.txt",
+        ])
+        .stdout
+            == b"prepared\n"
+    }));
+    assert!(s.ok(&["logs", "duo", "-c", "writer"]).contains("port=8080"));
+
+    // exec: exit codes and stdin.
+    let out = s.kubectl(&[
+        "exec",
+        "duo",
+        "-c",
+        "writer",
+        "--",
+        "sh",
+        "-c",
+        "echo out; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    let out = s.kubectl_stdin(
+        &["exec", "-i", "duo", "-c", "writer", "--", "sh"],
+        "echo $((6*7))\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+
+    // logs -f follows new output.
+    let mut follow = s
+        .command(&["logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let n = |l: &str| l.trim_start_matches("tick ").parse::<u32>().unwrap();
+    assert!(n(&second) > n(&first), "{first} then {second}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // OOM kill, liveness failure, crash loop: restarts with the reasons.
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let c = container_status(&s, "hog", "hog");
+            c["lastState"]["terminated"]["reason"] == "OOMKilled"
+                && c["restartCount"].as_u64() >= Some(1)
+        }),
+        "hog: {}",
+        s.ok(&["describe", "pod", "hog"])
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || container_status(
+            &s, "sick", "app"
+        )["restartCount"]
+            .as_u64()
+            >= Some(1)),
+        "sick: {}",
+        s.ok(&["describe", "pod", "sick"])
+    );
+    assert!(
+        s.ok(&["describe", "pod", "sick"])
+            .contains("failed liveness probe, will be restarted")
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || s
+            .ok(&["get", "pod", "crasher"])
+            .contains("CrashLoopBackOff")),
+        "crasher: {}",
+        s.ok(&["describe", "pod", "crasher"])
+    );
+    assert_eq!(s.ok(&["logs", "crasher", "--previous"]), "crashing\n");
+
+    // The agent dies and comes back: containers keep running, unrestarted.
+    let before = container_status(&s, "duo", "server");
+    let dir = s.kill();
+    assert_eq!(
+        http_get(&ip, 8080, "/index.html").as_deref(),
+        Some("hello from duo with hunter2\n")
+    );
+    let s = Server::up_in(dir, flags);
+    assert!(eventually(Duration::from_secs(30), || {
+        let after = container_status(&s, "duo", "server");
+        after["ready"] == true && after["containerID"] == before["containerID"]
+    }));
+    let after = container_status(&s, "duo", "server");
+    assert_eq!(after["restartCount"], before["restartCount"]);
+    assert_eq!(
+        after["state"]["running"]["startedAt"],
+        before["state"]["running"]["startedAt"]
+    );
+    assert!(s.ok(&["logs", "duo", "-c", "writer"]).contains("port=8080"));
+
+    // Deleting every pod removes all of them from the host.
+    let uids: Vec<String> = serde_json::from_str::<Value>(&s.ok(&["get", "pods", "-o", "json"]))
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+        .collect();
+    s.ok(&["delete", "pods", "--all", "--grace-period=1"]);
+    assert!(eventually(Duration::from_secs(30), || s
+        .ok(&["get", "pods", "-o", "name"])
+        .is_empty()));
+    let data = s.dir.path().to_path_buf();
+    assert!(
+        eventually(Duration::from_secs(10), || leftovers(
+            &data,
+            run.path(),
+            &uids
+        )
+        .is_empty()),
+        "left behind: {:?}",
+        leftovers(&data, run.path(), &uids)
+    );
+}
