@@ -481,3 +481,139 @@ spec:
         .contains("node(s) didn't match pod anti-affinity rules")
     }));
 }
+
+#[test]
+fn services_get_addresses_ports_and_endpoints() {
+    let s = Server::start();
+    let _nodes = Hollow::start(&s, "svc", 2);
+    s.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: metrics, port: 9000, targetPort: 9090}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+"#,
+    );
+    // Cluster IPs come from the Service range, the API's own first.
+    let ip = s.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(
+        ip.starts_with("10.96.") && ip != "10.96.0.1",
+        "cluster IP {ip}"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}"
+        ]),
+        "10.96.0.1"
+    );
+    assert_eq!(
+        s.ok(&["get", "svc", "headless", "-o", "jsonpath={.spec.clusterIP}"]),
+        "None"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "svc",
+            "web-np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}"
+        ]),
+        "30080"
+    );
+    // An address or node port already taken is refused as Kubernetes does.
+    let err = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: clash}\nspec:\n  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n",
+    );
+    let err = String::from_utf8_lossy(&err.stderr).to_string();
+    assert!(
+        err.contains(
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{err}"
+    );
+    let err = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: clash2}}\nspec:\n  clusterIP: {ip}\n  ports: [{{port: 80}}]\n"),
+    );
+    assert!(String::from_utf8_lossy(&err.stderr).contains("provided IP is already allocated"));
+    // Endpoints follow the ready pods, with named ports resolved.
+    assert!(eventually(WAIT, || {
+        let eps = s.ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}|{.subsets[0].ports[*].port}",
+        ]);
+        let (ips, ports) = eps.split_once('|').unwrap_or_default();
+        ips.split_whitespace().count() == 2 && ports.contains("8080") && ports.contains("9090")
+    }));
+    assert!(eventually(WAIT, || s
+        .ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].addresses[0]}"
+        ])
+        .split_whitespace()
+        .count()
+        == 2));
+    s.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    assert!(eventually(WAIT, || s
+        .ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}"
+        ])
+        .split_whitespace()
+        .count()
+        == 1));
+    s.ok(&["delete", "svc", "web"]);
+    assert!(eventually(WAIT, || !s
+        .kubectl(&["get", "endpoints", "web"])
+        .status
+        .success()));
+}

@@ -194,6 +194,26 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     );
     assert_eq!(s.ok(&["logs", "crasher", "--previous"]), "crashing\n");
 
+    // A static pod: a manifest in the node's directory runs, mirrored.
+    let manifests = s.dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("static-web.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [sleep, '3600']\n"
+        ),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .ok(&["get", "pod", "static-web-node-node", "--ignore-not-found"])
+            .contains("Running")),
+        "the static pod did not appear"
+    );
+    let mirror = pod(&s, "static-web-node-node");
+    assert!(mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string());
+    std::fs::remove_file(manifests.join("static-web.yaml")).unwrap();
+
     // The agent dies and comes back: containers keep running, unrestarted.
     let before = container_status(&s, "duo", "server");
     let dir = s.kill();

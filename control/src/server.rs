@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// Extra names and addresses for the serving certificate.
     pub tls_sans: Vec<String>,
     pub controllers: crate::controllers::Settings,
+    /// Where Services' cluster IPs and node ports come from.
+    pub service_network: crate::objects::services::ServiceNetwork,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,7 @@ impl ControlPlane {
                 )));
             }
         };
-        let objects = Objects::new(store);
+        let objects = Objects::with_service_network(store, config.service_network.clone());
         bootstrap(&objects).await?;
 
         let listener =
@@ -143,6 +145,7 @@ impl ControlPlane {
             crate::controllers::client::in_process(api.clone(), &controller_token),
             config.controllers.clone(),
         );
+        api_service(&objects, address).await?;
         tracing::info!("API server listening on {url}");
         Ok(ControlPlane {
             objects,
@@ -172,6 +175,59 @@ impl ControlPlane {
             Err(e) => Err(ServerError::Config(format!("server task failed: {e}"))),
         }
     }
+}
+
+/// The `kubernetes` Service in `default`, at the first address of the
+/// Service range, pointing at this server (reachable from pods only when
+/// the server listens on an address they can reach).
+async fn api_service(objects: &Objects, address: SocketAddr) -> Result<(), ServerError> {
+    let catalog = objects.catalog();
+    let services = catalog
+        .lookup("", "v1", "services")
+        .expect("services are served");
+    let endpoints = catalog
+        .lookup("", "v1", "endpoints")
+        .expect("endpoints are served");
+    let ip = objects.service_network().api_service_ip().to_string();
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": ip, "type": "ClusterIP",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": address.port()}]},
+    });
+    let exists = |e: &crate::error::ApiError| e.code == 409;
+    if let Err(e) = objects
+        .create(services, Some("default"), service, Default::default())
+        .await
+        && !exists(&e)
+    {
+        return Err(ServerError::Config(format!(
+            "creating the kubernetes Service: {e}"
+        )));
+    }
+    let host = if address.ip().is_unspecified() {
+        None
+    } else {
+        Some(address.ip().to_string())
+    };
+    if let Some(host) = host.filter(|h| h != "127.0.0.1") {
+        let eps = json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": address.port(), "protocol": "TCP"}]}],
+        });
+        if let Err(e) = objects
+            .create(endpoints, Some("default"), eps, Default::default())
+            .await
+            && !exists(&e)
+        {
+            return Err(ServerError::Config(format!(
+                "creating the kubernetes Endpoints: {e}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates the built-in objects a cluster starts with.

@@ -166,6 +166,12 @@ pub struct ServerArgs {
     /// Prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
+    /// The range Services' cluster IPs are taken from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: ipnet::Ipv4Net,
+    /// The range of node ports, `first-last`.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
     /// A control-plane loop not to run here (scheduler, deployment,
     /// replicaset, statefulset, daemonset, job, cronjob, garbagecollector,
     /// nodeipam, nodelifecycle); repeatable.

@@ -34,10 +34,10 @@ impl Cli {
 
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Server(args) => serve(server_config(&args)).await,
+            Command::Server(args) => serve(server_config(&args)?).await,
             Command::Node(args) => node(args).await,
             Command::Up(args) => {
-                let mut config = server_config(&args.server);
+                let mut config = server_config(&args.server)?;
                 if let Some(port) = args.api_port {
                     config.listen.set_port(port);
                 }
@@ -48,8 +48,20 @@ impl Cli {
     }
 }
 
-fn server_config(args: &ServerArgs) -> ServerConfig {
-    ServerConfig {
+fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    let (first, last) = args
+        .service_node_port_range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--service-node-port-range must be first-last, e.g. 30000-32767")
+        })?;
+    Ok(ServerConfig {
+        service_network: peapod_control::objects::services::ServiceNetwork {
+            cidr: args.service_cluster_ip_range,
+            node_ports: first..=last,
+        },
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         store: args.store.clone(),
@@ -61,7 +73,7 @@ fn server_config(args: &ServerArgs) -> ServerConfig {
             cluster_cidr: args.cluster_cidr,
             node_cidr_mask_size: args.node_cidr_mask_size,
         },
-    }
+    })
 }
 
 fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

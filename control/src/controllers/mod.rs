@@ -6,6 +6,7 @@ pub mod common;
 mod cronjob;
 mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 mod gc;
 mod job;
@@ -83,6 +84,9 @@ pub fn start(client: kube::Client, settings: Settings) {
     }
     if enabled("garbagecollector") {
         tokio::spawn(gc::run(ctx.clone()));
+    }
+    if enabled("endpoints") {
+        tokio::spawn(endpoints::run(ctx.clone()));
     }
     if enabled("nodeipam") {
         tokio::spawn(nodeipam::run(ctx.clone()));

@@ -37,7 +37,17 @@ impl Objects {
         }
         lifecycle::prepare_create(rt, &mut object);
         defaults::apply(rt, &mut object);
-        let errors = validation::validate(rt, &object, None);
+        let services = self.services.clone();
+        let _allocating = if super::services::is_service(rt) {
+            Some(services.lock.lock().await)
+        } else {
+            None
+        };
+        let mut errors = Vec::new();
+        if _allocating.is_some() {
+            errors.extend(self.allocate_service(rt, &mut object, None).await?);
+        }
+        errors.extend(validation::validate(rt, &object, None));
         if !errors.is_empty() {
             return Err(ApiError::invalid(rt, &name, &errors));
         }

@@ -7,6 +7,7 @@
 mod create;
 mod delete;
 mod list;
+pub mod services;
 mod update;
 
 pub use delete::{DeleteOptions, Deleted, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation};
@@ -45,14 +46,24 @@ pub struct WriteOptions {
 pub struct Objects {
     store: Arc<dyn Store>,
     catalog: &'static Catalog,
+    services: Arc<services::ServiceAllocator>,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Objects::with_service_network(store, services::ServiceNetwork::default())
+    }
+
+    pub fn with_service_network(store: Arc<dyn Store>, network: services::ServiceNetwork) -> Self {
         Objects {
             store,
             catalog: Catalog::global(),
+            services: Arc::new(services::ServiceAllocator::new(network)),
         }
+    }
+
+    pub fn service_network(&self) -> &services::ServiceNetwork {
+        &self.services.network
     }
 
     pub fn catalog(&self) -> &'static Catalog {

@@ -143,7 +143,17 @@ impl Objects {
             subresource == Some(Subresource::Status),
         );
         defaults::apply(rt, &mut new);
-        let errors = validation::validate(rt, &new, Some(&current));
+        let services = self.services.clone();
+        let allocating = if super::services::is_service(rt) && subresource.is_none() {
+            Some(services.lock.lock().await)
+        } else {
+            None
+        };
+        let mut errors = Vec::new();
+        if allocating.is_some() {
+            errors.extend(self.allocate_service(rt, &mut new, Some(&current)).await?);
+        }
+        errors.extend(validation::validate(rt, &new, Some(&current)));
         if !errors.is_empty() {
             return Err(ApiError::invalid(rt, t.name, &errors));
         }

@@ -13,6 +13,7 @@ mod probes;
 mod registration;
 pub mod sandbox;
 mod server;
+mod static_pods;
 mod status;
 mod storage;
 mod volumes;
@@ -220,6 +221,7 @@ pub async fn run(
         config.clone(),
         kubelet_port,
     ));
+    tokio::spawn(static_pods::run(client.clone(), config.clone()));
     tokio::select! {
         r = watch_pods(node.clone()) => r,
         () = stop => {

@@ -1,0 +1,471 @@
+//! Endpoints and EndpointSlices: for every Service with a selector, the
+//! addresses of the pods it selects and the ports its `targetPort`s name
+//! on them (numbers, or container port names resolved per pod), ready pods
+//! in `addresses`, the others in `notReadyAddresses`. Pods and Services
+//! are watched; a change marks its namespace, and marked namespaces are
+//! recomputed together after a short pause so that bursts cost one pass.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde_json::{Value, json};
+
+use super::Context;
+use super::common::{is_pod_ready, owner_reference};
+
+/// How long changes are gathered before a pass.
+const BATCH: Duration = Duration::from_millis(20);
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+const MANAGER: &str = "endpointslice-controller.k8s.io";
+
+type Key = (String, String);
+
+enum Change {
+    Service(Box<Event<Service>>),
+    Pod(Box<Event<Pod>>),
+}
+
+pub async fn run(ctx: Arc<Context>) {
+    let services = watcher::watcher(
+        Api::<Service>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|e| e.map(|e| Change::Service(Box::new(e))));
+    let pods = watcher::watcher(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|e| e.map(|e| Change::Pod(Box::new(e))));
+    let mut changes = futures::stream::select(services, pods).boxed();
+    let mut state = State::default();
+    loop {
+        let Some(first) = changes.next().await else {
+            return;
+        };
+        state.apply(first);
+        // Gather what else arrives in the batch window.
+        let deadline = tokio::time::Instant::now() + BATCH;
+        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, changes.next()).await {
+            state.apply(more);
+        }
+        let dirty = std::mem::take(&mut state.dirty);
+        for ns in dirty {
+            if let Err(e) = state.reconcile(&ctx, &ns).await {
+                tracing::debug!("endpoints in {ns}: {e}");
+                state.dirty.insert(ns);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    services: HashMap<Key, Service>,
+    pods: HashMap<Key, Pod>,
+    /// Services gone since the last pass (their objects go too).
+    removed: BTreeSet<Key>,
+    dirty: BTreeSet<String>,
+}
+
+fn key<K: kube::Resource>(o: &K) -> Key {
+    (
+        o.meta().namespace.clone().unwrap_or_default(),
+        o.meta().name.clone().unwrap_or_default(),
+    )
+}
+
+impl State {
+    fn apply(&mut self, change: Result<Change, watcher::Error>) {
+        let Ok(change) = change else { return };
+        match change {
+            Change::Service(e) => self.service(*e),
+            Change::Pod(e) => self.pod(*e),
+        }
+    }
+
+    fn service(&mut self, e: Event<Service>) {
+        match e {
+            Event::Apply(s) | Event::InitApply(s) => {
+                self.dirty.insert(key(&s).0);
+                self.services.insert(key(&s), s);
+            }
+            Event::Delete(s) => {
+                self.dirty.insert(key(&s).0);
+                self.services.remove(&key(&s));
+                self.removed.insert(key(&s));
+            }
+            Event::Init | Event::InitDone => {}
+        }
+    }
+
+    fn pod(&mut self, e: Event<Pod>) {
+        match e {
+            Event::Apply(p) | Event::InitApply(p) => {
+                self.dirty.insert(key(&p).0);
+                self.pods.insert(key(&p), p);
+            }
+            Event::Delete(p) => {
+                self.dirty.insert(key(&p).0);
+                self.pods.remove(&key(&p));
+            }
+            Event::Init | Event::InitDone => {}
+        }
+    }
+
+    async fn reconcile(&mut self, ctx: &Context, ns: &str) -> Result<(), kube::Error> {
+        let gone: Vec<Key> = self.removed.iter().filter(|k| k.0 == ns).cloned().collect();
+        for k in gone {
+            remove(ctx, &k).await?;
+            self.removed.remove(&k);
+        }
+        let pods: Vec<&Pod> = self
+            .pods
+            .iter()
+            .filter(|(k, _)| k.0 == ns)
+            .map(|(_, p)| p)
+            .collect();
+        for (k, svc) in self.services.iter().filter(|(k, _)| k.0 == ns) {
+            let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.clone()) else {
+                continue;
+            };
+            if selector.is_empty()
+                || svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName")
+            {
+                continue;
+            }
+            let selected: Vec<&Pod> = pods
+                .iter()
+                .copied()
+                .filter(|p| {
+                    selector
+                        .iter()
+                        .all(|(lk, lv)| p.labels().get(lk) == Some(lv))
+                })
+                .collect();
+            let groups = group(svc, &selected);
+            write_endpoints(ctx, k, svc, &groups).await?;
+            write_slices(ctx, k, svc, &groups).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One pod's part of a Service.
+#[derive(Clone, Debug, PartialEq)]
+struct Member {
+    ip: String,
+    node: Option<String>,
+    pod: String,
+    uid: String,
+    ready: bool,
+    terminating: bool,
+}
+
+/// Members grouped by the ports they resolve to (name, port, protocol).
+type Groups = BTreeMap<Vec<(String, i32, String)>, Vec<Member>>;
+
+/// The container port a Service port reaches on `pod`.
+fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
+    match port.target_port.as_ref() {
+        None => Some(port.port),
+        Some(IntOrString::Int(n)) => Some(*n),
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| p.container_port)
+            .or_else(|| name.parse().ok()),
+    }
+}
+
+fn group(svc: &Service, pods: &[&Pod]) -> Groups {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
+    let mut groups = Groups::new();
+    for pod in pods {
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or_default();
+        if matches!(phase, "Succeeded" | "Failed") {
+            continue;
+        }
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        if terminating && !publish_not_ready {
+            continue;
+        }
+        let ports: Vec<(String, i32, String)> = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p.name.clone().unwrap_or_default(),
+                    target_port(p, pod)?,
+                    p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                ))
+            })
+            .collect();
+        groups.entry(ports).or_default().push(Member {
+            ip,
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            pod: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            ready: publish_not_ready || (is_pod_ready(pod) && !terminating),
+            terminating,
+        });
+    }
+    for members in groups.values_mut() {
+        members.sort_by(|a, b| a.ip.cmp(&b.ip));
+    }
+    groups
+}
+
+fn address(m: &Member, ns: &str) -> Value {
+    let mut a = json!({"ip": m.ip, "targetRef": {"kind": "Pod", "namespace": ns, "name": m.pod, "uid": m.uid}});
+    if let Some(n) = &m.node {
+        a["nodeName"] = json!(n);
+    }
+    a
+}
+
+fn subsets(groups: &Groups, ns: &str) -> Value {
+    let subsets: Vec<Value> = groups
+        .iter()
+        .filter(|(ports, members)| !ports.is_empty() && !members.is_empty())
+        .map(|(ports, members)| {
+            let ready: Vec<Value> = members
+                .iter()
+                .filter(|m| m.ready)
+                .map(|m| address(m, ns))
+                .collect();
+            let not_ready: Vec<Value> = members
+                .iter()
+                .filter(|m| !m.ready)
+                .map(|m| address(m, ns))
+                .collect();
+            let ports: Vec<Value> = ports
+                .iter()
+                .map(|(name, port, protocol)| {
+                    let mut p = json!({"port": port, "protocol": protocol});
+                    if !name.is_empty() {
+                        p["name"] = json!(name);
+                    }
+                    p
+                })
+                .collect();
+            let mut s = json!({"ports": ports});
+            if !ready.is_empty() {
+                s["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                s["notReadyAddresses"] = json!(not_ready);
+            }
+            s
+        })
+        .collect();
+    json!(subsets)
+}
+
+async fn write_endpoints(
+    ctx: &Context,
+    (ns, name): &Key,
+    svc: &Service,
+    groups: &Groups,
+) -> Result<(), kube::Error> {
+    let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
+    let subsets = subsets(groups, ns);
+    let labels = svc.labels().clone();
+    match api.get_opt(name).await? {
+        Some(current) => {
+            let have = serde_json::to_value(&current.subsets).unwrap_or(Value::Null);
+            let same = have == subsets
+                || (have.is_null() && subsets.as_array().is_some_and(|a| a.is_empty()));
+            if !same {
+                let patch = json!({"subsets": subsets});
+                api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
+        None => {
+            let eps: Endpoints = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "subsets": subsets,
+            }))
+            .expect("valid Endpoints");
+            match api.create(&PostParams::default(), &eps).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_slices(
+    ctx: &Context,
+    (ns, name): &Key,
+    svc: &Service,
+    groups: &Groups,
+) -> Result<(), kube::Error> {
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let uid = svc.uid().unwrap_or_default();
+    let suffix: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(5)
+        .collect();
+    let mut wanted: BTreeMap<String, Value> = BTreeMap::new();
+    for (i, (ports, members)) in groups.iter().enumerate() {
+        let slice_name = format!(
+            "{name}-{suffix}{}",
+            if i == 0 {
+                String::new()
+            } else {
+                format!("-{i}")
+            }
+        );
+        let endpoints: Vec<Value> = members
+            .iter()
+            .map(|m| {
+                let mut e = json!({
+                    "addresses": [m.ip],
+                    "conditions": {"ready": m.ready, "serving": m.ready || m.terminating, "terminating": m.terminating},
+                    "targetRef": {"kind": "Pod", "namespace": ns, "name": m.pod, "uid": m.uid},
+                });
+                if let Some(n) = &m.node {
+                    e["nodeName"] = json!(n);
+                }
+                e
+            })
+            .collect();
+        let ports: Vec<Value> = ports
+            .iter()
+            .map(|(n, p, proto)| json!({"name": n, "port": p, "protocol": proto}))
+            .collect();
+        wanted.insert(
+            slice_name.clone(),
+            json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": slice_name, "namespace": ns,
+                    "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY: MANAGER},
+                    "ownerReferences": [owner_reference(svc)]},
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": ports,
+            }),
+        );
+    }
+    if wanted.is_empty() {
+        // A Service with no endpoints still has its (empty) slice.
+        let slice_name = format!("{name}-{suffix}");
+        wanted.insert(
+            slice_name.clone(),
+            json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": slice_name, "namespace": ns,
+                    "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY: MANAGER},
+                    "ownerReferences": [owner_reference(svc)]},
+                "addressType": "IPv4", "endpoints": [], "ports": [],
+            }),
+        );
+    }
+    let existing = api
+        .list(&ListParams::default().labels(&format!(
+            "{SERVICE_NAME_LABEL}={name},{MANAGED_BY}={MANAGER}"
+        )))
+        .await?
+        .items;
+    for slice in &existing {
+        let slice_name = slice.name_any();
+        match wanted.remove(&slice_name) {
+            None => {
+                api.delete(&slice_name, &DeleteParams::default()).await?;
+            }
+            Some(want) => {
+                let have = serde_json::to_value(slice).unwrap_or_default();
+                if have["endpoints"] != want["endpoints"] || have["ports"] != want["ports"] {
+                    let patch = json!({"endpoints": want["endpoints"], "ports": want["ports"]});
+                    api.patch(&slice_name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                }
+            }
+        }
+    }
+    for (_, want) in wanted {
+        let slice: EndpointSlice = serde_json::from_value(want).expect("a valid EndpointSlice");
+        match api.create(&PostParams::default(), &slice).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A deleted Service's Endpoints go with it (its slices are owned by it).
+async fn remove(ctx: &Context, (ns, name): &Key) -> Result<(), kube::Error> {
+    let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ip: &str, ready: bool, port_name: &str, port: i32) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": port_name, "containerPort": port}]}]},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn named_target_ports_resolve_per_pod_and_readiness_splits_addresses() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "svc-uid"},
+            "spec": {"selector": {"app": "web"}, "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "admin", "port": 9000, "targetPort": 9090, "protocol": "TCP"}]},
+        }))
+        .unwrap();
+        let a = pod("a", "10.0.0.1", true, "http", 8080);
+        let b = pod("b", "10.0.0.2", false, "http", 8080);
+        let c = pod("c", "10.0.0.3", true, "http", 8081);
+        let groups = group(&svc, &[&a, &b, &c]);
+        assert_eq!(groups.len(), 2);
+        let s = subsets(&groups, "ns");
+        let first = &s[0];
+        assert_eq!(first["ports"][0]["port"], 8080);
+        assert_eq!(first["ports"][1]["port"], 9090);
+        assert_eq!(first["addresses"][0]["ip"], "10.0.0.1");
+        assert_eq!(first["notReadyAddresses"][0]["ip"], "10.0.0.2");
+        assert_eq!(s[1]["addresses"][0]["ip"], "10.0.0.3");
+    }
+}
