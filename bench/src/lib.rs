@@ -15,10 +15,14 @@ pub fn peapod_binary() -> PathBuf {
     exe.parent().expect("exe dir").join("peapod")
 }
 
-/// A `peapod server` process on a fresh data directory, killed on drop.
+/// A `peapod server` (or `peapod up`) process on a fresh data directory,
+/// killed on drop; what an `up` made on the host is removed with
+/// `peapod up --cleanup`.
 pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,
+    /// The flags of an `up`, for its cleanup.
+    up_flags: Option<Vec<String>>,
 }
 
 impl Server {
@@ -28,15 +32,29 @@ impl Server {
 
     /// Starts a server with extra flags.
     pub fn start_with(flags: &[&str]) -> anyhow::Result<Server> {
+        Server::launch("server", flags.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts `peapod up` (control plane and a node) with `flags`.
+    pub fn up(flags: Vec<String>) -> anyhow::Result<Server> {
+        Server::launch("up", flags)
+    }
+
+    fn launch(subcommand: &str, flags: Vec<String>) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
+        let log = std::fs::File::create(dir.path().join("peapod.log"))?;
         let child = Command::new(peapod_binary())
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
-            .args(flags)
+            .args(&flags)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()?;
-        let server = Server { child, dir };
+        let server = Server {
+            child,
+            dir,
+            up_flags: (subcommand == "up").then_some(flags),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.dir.path().join("kubeconfig").exists() {
             anyhow::ensure!(Instant::now() < deadline, "server did not start");
@@ -57,6 +75,76 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(flags) = &self.up_flags {
+            let _ = Command::new(peapod_binary())
+                .args(["up", "--cleanup", "--data-dir"])
+                .arg(self.dir.path())
+                .args(flags)
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A local registry (Debian's `docker-registry`) with the busybox test
+/// image pushed to it, stopped on drop.
+pub struct Registry {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub address: String,
+}
+
+impl Registry {
+    pub fn start() -> anyhow::Result<Registry> {
+        let dir = tempfile::tempdir()?;
+        let address = format!(
+            "127.0.0.1:{}",
+            free_port().ok_or_else(|| anyhow::anyhow!("no free port"))?
+        );
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let registry = Registry {
+            child,
+            _dir: dir,
+            address,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(registry)
+    }
+
+    /// Builds and pushes the busybox test image; returns its reference.
+    pub fn push_busybox(&self) -> anyhow::Result<String> {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/images/busybox.sh");
+        let status = Command::new("bash")
+            .arg(script)
+            .arg(&self.address)
+            .status()?;
+        anyhow::ensure!(status.success(), "pushing busybox failed");
+        Ok(format!("{}/busybox:1.36", self.address))
+    }
+}
+
+impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -2,7 +2,9 @@
 //! pod networking, and hollow nodes for testing the control plane at scale.
 
 pub mod agent;
+pub mod dns;
 pub mod hollow;
 pub mod join;
 pub mod lease;
 pub mod network;
+pub mod proxy;

@@ -1,7 +1,8 @@
 //! Peapod's runtimes: images, OCI containers through libcontainer, and
-//! (to come) Wasm containers through wasmtime. Nothing here knows about
+//! Wasm containers through wasmtime. Nothing here knows about
 //! Kubernetes objects: the node agent translates pods into these terms.
 
 pub mod image;
 pub mod logs;
 pub mod oci;
+pub mod wasm;

@@ -1,8 +1,9 @@
-//! Pod subresources served by the node the pod runs on (`log`, `exec`),
-//! proxied as kube-apiserver does: the request goes to the node's API over
-//! HTTPS with the node token as credential; a streaming reply streams
-//! back, and a protocol upgrade (the WebSocket of `kubectl exec`) is
-//! spliced through byte for byte.
+//! Pod subresources served by the node the pod runs on (`log`, `exec`,
+//! `portforward`), proxied as kube-apiserver does: the request goes to the
+//! node's API over HTTPS with the node token as credential; a streaming
+//! reply streams back, and a protocol upgrade (the WebSocket of `kubectl
+//! exec`, the SPDY/3.1 session of `kubectl port-forward`) is spliced
+//! through byte for byte.
 
 use std::sync::Arc;
 
@@ -23,7 +24,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::objects::Target;
 use crate::resources::Subresource;
 
-/// Headers that carry a protocol upgrade through.
+/// Headers that carry a protocol upgrade through (WebSocket, and SPDY with
+/// its stream protocol negotiation).
 const UPGRADE_HEADERS: &[&str] = &[
     "connection",
     "upgrade",
@@ -31,6 +33,7 @@ const UPGRADE_HEADERS: &[&str] = &[
     "sec-websocket-version",
     "sec-websocket-protocol",
     "sec-websocket-extensions",
+    "x-stream-protocol-version",
 ];
 
 /// Nodes present certificates they made themselves; like kube-apiserver
@@ -162,13 +165,20 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
             "pod {name} does not have a host assigned"
         )));
     }
-    let container = container(&pod, &query)?;
     let path = match (sub, req.method()) {
-        (Subresource::Log, &Method::GET) => format!("/containerLogs/{ns}/{name}/{container}"),
+        (Subresource::Log, &Method::GET) => {
+            let container = container(&pod, &query)?;
+            format!("/containerLogs/{ns}/{name}/{container}")
+        }
         (Subresource::Exec, &Method::GET | &Method::POST) => {
+            let container = container(&pod, &query)?;
             format!("/exec/{ns}/{name}/{container}")
         }
-        (Subresource::Attach | Subresource::PortForward | Subresource::Proxy, _) => {
+        // WebSocket (GET) first, then plain SPDY (POST); no container.
+        (Subresource::PortForward, &Method::GET | &Method::POST) => {
+            format!("/portForward/{ns}/{name}")
+        }
+        (Subresource::Attach | Subresource::Proxy, _) => {
             return Err(ApiError::not_implemented(format!(
                 "pods/{} is not served by Peapod's nodes yet",
                 sub.name()

@@ -166,6 +166,9 @@ impl State {
 #[derive(Clone, Debug, PartialEq)]
 struct Member {
     ip: String,
+    /// For pods whose `subdomain` is this Service: their `hostname`, which
+    /// DNS serves under the Service's name.
+    hostname: Option<String>,
     node: Option<String>,
     pod: String,
     uid: String,
@@ -225,8 +228,13 @@ fn group(svc: &Service, pods: &[&Pod]) -> Groups {
                 ))
             })
             .collect();
+        let pod_spec = pod.spec.as_ref();
+        let hostname = pod_spec
+            .filter(|s| s.subdomain.as_deref() == svc.metadata.name.as_deref())
+            .and_then(|s| s.hostname.clone());
         groups.entry(ports).or_default().push(Member {
             ip,
+            hostname,
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             pod: pod.name_any(),
             uid: pod.uid().unwrap_or_default(),
@@ -244,6 +252,9 @@ fn address(m: &Member, ns: &str) -> Value {
     let mut a = json!({"ip": m.ip, "targetRef": {"kind": "Pod", "namespace": ns, "name": m.pod, "uid": m.uid}});
     if let Some(n) = &m.node {
         a["nodeName"] = json!(n);
+    }
+    if let Some(h) = &m.hostname {
+        a["hostname"] = json!(h);
     }
     a
 }
@@ -355,6 +366,9 @@ async fn write_slices(
                 });
                 if let Some(n) = &m.node {
                     e["nodeName"] = json!(n);
+                }
+                if let Some(h) = &m.hostname {
+                    e["hostname"] = json!(h);
                 }
                 e
             })

@@ -9,10 +9,13 @@ mod exec;
 mod hooks;
 mod launch;
 mod logs;
+mod portforward;
 mod probes;
 mod registration;
 pub mod sandbox;
 mod server;
+mod service_env;
+mod spdy;
 mod static_pods;
 mod status;
 mod storage;
@@ -24,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -64,6 +67,8 @@ pub struct PodEntry {
     pub uid: String,
     pub dir: PodDir,
     pub runs: HashMap<String, PodRun>,
+    /// Where `kubectl port-forward` connects; `None` until the sandbox exists.
+    pub pod_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// Pods by (namespace, name).
@@ -79,6 +84,10 @@ pub struct NodeCtx {
     pub recorder: Recorder,
     pub http: reqwest::Client,
     pub table: PodTable,
+    /// Service traffic the proxy sends somewhere other than endpoints.
+    pub redirects: Arc<std::sync::RwLock<crate::proxy::Redirects>>,
+    /// Asks the proxy to sync (after `redirects` changed).
+    pub proxy_poke: mpsc::UnboundedSender<()>,
 }
 
 impl NodeCtx {
@@ -161,10 +170,32 @@ impl NodeCtx {
         storage::claim_paths(self, pod).await
     }
 
-    /// Service environment variables for a pod's containers (none until
-    /// Services are served by the node).
-    async fn service_env(&self, _pod: &Pod) -> BTreeMap<String, String> {
-        BTreeMap::new()
+    /// Service environment variables for a pod's containers: the Services
+    /// of its namespace (unless `enableServiceLinks: false`) and the API's.
+    async fn service_env(&self, pod: &Pod) -> BTreeMap<String, String> {
+        let ns = pod.namespace().unwrap_or_default();
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut services = Vec::new();
+        if links {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+            services.extend(
+                api.list(&Default::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default(),
+            );
+        }
+        if ns != "default" || !links {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), "default");
+            if let Ok(Some(k)) = api.get_opt("kubernetes").await {
+                services.push(k);
+            }
+        }
+        service_env::variables(&services)
     }
 
     /// Asks a run to stop: SIGTERM, then SIGKILL once `grace` has passed.
@@ -202,6 +233,8 @@ pub async fn run(
         .redirect(reqwest::redirect::Policy::limited(10))
         .build()
         .map_err(std::io::Error::other)?;
+    let redirects = Arc::new(std::sync::RwLock::new(crate::proxy::Redirects::default()));
+    let (proxy_poke, poked) = mpsc::unbounded_channel();
     let node = Arc::new(NodeCtx {
         images: ImageStore::new(
             &config.data_dir.join("images"),
@@ -213,6 +246,8 @@ pub async fn run(
         network,
         http,
         table: Mutex::default(),
+        redirects: redirects.clone(),
+        proxy_poke,
         config: config.clone(),
     });
     tokio::spawn(server::serve(server, node.clone()));
@@ -222,6 +257,15 @@ pub async fn run(
         kubelet_port,
     ));
     tokio::spawn(static_pods::run(client.clone(), config.clone()));
+    tokio::spawn(crate::proxy::run(
+        client.clone(),
+        crate::proxy::ProxyConfig {
+            prefix: config.chain_prefix(),
+            cluster_cidr: config.cluster_cidr,
+            redirects,
+        },
+        poked,
+    ));
     tokio::select! {
         r = watch_pods(node.clone()) => r,
         () = stop => {
@@ -273,6 +317,7 @@ pub async fn cleanup(config: &AgentConfig) -> Result<(), AgentError> {
         let _ = std::fs::remove_dir(hierarchy.path().join("peapod"));
     }
     let _ = std::fs::remove_dir_all(config.run_dir.join("oci"));
+    crate::proxy::cleanup(&config.chain_prefix());
     Ok(())
 }
 

@@ -1,24 +1,27 @@
-//! The node's own API, which the API server proxies `pods/log` and
-//! `pods/exec` to (as the kubelet's port 10250): HTTPS with a certificate
-//! made at start, and the cluster's node token as the shared secret that
-//! proves a caller is the control plane.
+//! The node's own API, which the API server proxies `pods/log`,
+//! `pods/exec` and `pods/portforward` to (as the kubelet's port 10250):
+//! HTTPS with a certificate made at start, and the cluster's node token as
+//! the shared secret that proves a caller is the control plane.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::NodeCtx;
 use super::config::AgentConfig;
 use super::exec::{self, ExecRequest};
 use super::logs::{self, LogOptions};
+use super::portforward::{self, WsStream};
 
 /// Binds the node API's port (0 picks a free one).
 pub async fn bind(config: &AgentConfig) -> std::io::Result<(TcpListener, u16)> {
@@ -54,6 +57,10 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", get(exec_session))
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(port_forward).post(port_forward),
+        )
         .with_state(node);
     if let Err(e) = peapod_control::api::tls::serve(listener, tls, app).await {
         tracing::error!("node API stopped: {e}");
@@ -191,4 +198,105 @@ async fn exec_session(
     let oci = node.oci.clone();
     ws.protocols(exec::PROTOCOLS)
         .on_upgrade(move |socket| exec::serve(socket, oci, id, request))
+}
+
+/// `kubectl port-forward`: a SPDY/3.1 session, tunnelled in a WebSocket
+/// (kubectl's first try) or on a plain `Upgrade: SPDY/3.1` connection.
+async fn port_forward(
+    State(node): State<Arc<NodeCtx>>,
+    Path((ns, pod)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    if !authorized(&node, req.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let entry = {
+        let table = node.table.lock().expect("lock");
+        table.get(&(ns, pod.clone())).map(|e| e.pod_ip)
+    };
+    let Some(pod_ip) = entry else {
+        return error(StatusCode::NOT_FOUND, "pod does not exist");
+    };
+    let Some(pod_ip) = pod_ip else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("pod {pod} does not have an IP address yet"),
+        );
+    };
+    if portforward::is_websocket(req.headers()) {
+        port_forward_websocket(req, pod_ip).await
+    } else {
+        port_forward_spdy(req, pod_ip)
+    }
+}
+
+/// The WebSocket tunnel, negotiated as kube-apiserver's tunnelling handler
+/// does: the client must offer `SPDY/3.1+portforward.k8s.io`, else it gets
+/// a 400 and falls back to plain SPDY.
+async fn port_forward_websocket(req: Request, pod_ip: Ipv4Addr) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let ws = match <WebSocketUpgrade as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+        .await
+    {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if !ws
+        .requested_protocols()
+        .any(|p| p == portforward::TUNNEL_PROTOCOL)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: no tunneling spdy protocols provided",
+        );
+    }
+    ws.protocols([portforward::TUNNEL_PROTOCOL])
+        .on_upgrade(move |socket| portforward::serve(WsStream::new(socket), pod_ip))
+}
+
+/// Plain SPDY: the stream protocol negotiated and the connection upgraded
+/// with the headers kubelet answers with.
+fn port_forward_spdy(mut req: Request, pod_ip: Ipv4Addr) -> Response {
+    let offered = portforward::offered_protocols(req.headers());
+    if offered.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: X-Stream-Protocol-Version is required",
+        );
+    }
+    if !offered.iter().any(|p| p == portforward::PROTOCOL) {
+        let message = format!(
+            "unable to upgrade: unable to negotiate protocol: client supports [{}], server accepts [{}]",
+            offered.join(" "),
+            portforward::PROTOCOL
+        );
+        return Response::builder()
+            .status(StatusCode::FORBIDDEN)
+            .header(
+                portforward::ACCEPTED_PROTOCOLS_HEADER,
+                portforward::PROTOCOL,
+            )
+            .body(Body::from(message))
+            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+    }
+    if !portforward::is_spdy_upgrade(req.headers()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: missing upgrade headers in request",
+        );
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => portforward::serve(TokioIo::new(upgraded), pod_ip).await,
+            Err(e) => tracing::debug!("port-forward upgrade failed: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, portforward::SPDY_UPGRADE)
+        .header(portforward::PROTOCOL_HEADER, portforward::PROTOCOL)
+        .body(Body::empty())
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }

@@ -817,6 +817,7 @@ impl Worker {
                 uid: self.uid.clone(),
                 dir: self.dir.clone(),
                 runs,
+                pod_ip: self.sandbox.as_ref().map(|s| s.ip),
             },
         );
     }
