@@ -179,7 +179,8 @@ impl ControlPlane {
 
 /// The `kubernetes` Service in `default`, at the first address of the
 /// Service range, pointing at this server (reachable from pods only when
-/// the server listens on an address they can reach).
+/// the server listens on an address they can reach), and the `kube-dns`
+/// Service at the tenth.
 async fn api_service(objects: &Objects, address: SocketAddr) -> Result<(), ServerError> {
     let catalog = objects.catalog();
     let services = catalog
@@ -211,6 +212,30 @@ async fn api_service(objects: &Objects, address: SocketAddr) -> Result<(), Serve
     } else {
         Some(address.ip().to_string())
     };
+    // Cluster DNS: every node answers for it (see the node's proxy).
+    let dns_ip = objects
+        .service_network()
+        .cidr
+        .hosts()
+        .nth(9)
+        .expect("a Service range with room for DNS");
+    let dns = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"clusterIP": dns_ip.to_string(), "type": "ClusterIP", "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+    });
+    if let Err(e) = objects
+        .create(services, Some("kube-system"), dns, Default::default())
+        .await
+        && !exists(&e)
+    {
+        return Err(ServerError::Config(format!(
+            "creating the kube-dns Service: {e}"
+        )));
+    }
     if let Some(host) = host.filter(|h| h != "127.0.0.1") {
         let eps = json!({
             "apiVersion": "v1", "kind": "Endpoints",

@@ -19,7 +19,8 @@ fn main() -> anyhow::Result<()> {
     let (variable, default_level) = match () {
         _ if cli.is_exec_helper() => ("PEAPOD_EXEC_LOG", "off"),
         _ if cli.is_shim() => ("PEAPOD_SHIM_LOG", "error"),
-        _ => ("PEAPOD_LOG", "info"),
+        // hickory logs every DNS query at info.
+        _ => ("PEAPOD_LOG", "info,hickory_server=warn"),
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -9,6 +9,7 @@ mod exec;
 mod hooks;
 mod launch;
 mod logs;
+mod peers;
 mod portforward;
 mod probes;
 mod registration;
@@ -228,12 +229,14 @@ pub async fn run(
     let pod_cidr = registration::register(&client, &config, kubelet_port).await?;
     tracing::info!("node {} registered with pod CIDR {pod_cidr}", config.name);
     let network = Network::start(network_config(&config, pod_cidr)).await?;
+    let mut config = config;
+    let redirects = Arc::new(std::sync::RwLock::new(crate::proxy::Redirects::default()));
+    start_dns(&client, &mut config, network.gateway(), &redirects).await;
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .redirect(reqwest::redirect::Policy::limited(10))
         .build()
         .map_err(std::io::Error::other)?;
-    let redirects = Arc::new(std::sync::RwLock::new(crate::proxy::Redirects::default()));
     let (proxy_poke, poked) = mpsc::unbounded_channel();
     let node = Arc::new(NodeCtx {
         images: ImageStore::new(
@@ -257,6 +260,7 @@ pub async fn run(
         kubelet_port,
     ));
     tokio::spawn(static_pods::run(client.clone(), config.clone()));
+    tokio::spawn(peers::run(node.clone()));
     tokio::spawn(crate::proxy::run(
         client.clone(),
         crate::proxy::ProxyConfig {
@@ -272,6 +276,46 @@ pub async fn run(
             tracing::info!("node agent stopping; containers keep running");
             Ok(())
         }
+    }
+}
+
+/// The cluster DNS Service, answered on every node by the node itself.
+const DNS_SERVICE: (&str, &str) = ("kube-system", "kube-dns");
+
+/// Serves cluster DNS on the bridge's address, steers the `kube-dns`
+/// Service there, and points pods at that Service (unless `--cluster-dns`
+/// says otherwise).
+async fn start_dns(
+    client: &kube::Client,
+    config: &mut AgentConfig,
+    gateway: std::net::Ipv4Addr,
+    redirects: &Arc<std::sync::RwLock<crate::proxy::Redirects>>,
+) {
+    let listen = std::net::SocketAddr::from((gateway, 53));
+    let upstreams = crate::dns::read_upstreams(std::path::Path::new(crate::dns::HOST_RESOLV_CONF))
+        .unwrap_or_else(|e| {
+            tracing::warn!("cluster DNS forwards nothing: {e}");
+            Vec::new()
+        });
+    let dns = crate::dns::ClusterDns::new(&config.cluster_domain);
+    let dns_client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = dns.run(dns_client, listen, upstreams).await {
+            tracing::error!("cluster DNS on {listen}: {e}");
+        }
+    });
+    redirects.write().expect("lock").always.insert(
+        (DNS_SERVICE.0.to_string(), DNS_SERVICE.1.to_string()),
+        std::net::SocketAddrV4::new(gateway, 53),
+    );
+    if config.cluster_dns.is_none() {
+        let services: Api<Service> = Api::namespaced(client.clone(), DNS_SERVICE.0);
+        config.cluster_dns = services
+            .get_opt(DNS_SERVICE.1)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.spec?.cluster_ip?.parse().ok());
     }
 }
 

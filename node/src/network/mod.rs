@@ -7,6 +7,7 @@ pub mod ipam;
 pub mod links;
 pub mod masquerade;
 pub mod netns;
+pub mod routes;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -152,11 +153,20 @@ impl Network {
         self.ipam.gateway()
     }
 
+    /// Routes the other nodes' pod CIDRs via their addresses.
+    pub async fn sync_routes(
+        &self,
+        want: &std::collections::BTreeMap<Ipv4Net, Ipv4Addr>,
+    ) -> Result<()> {
+        Ok(routes::sync(&self.host, want).await?)
+    }
+
     /// Tears the node's network down (`--cleanup`).
     pub async fn teardown(&self) -> Result<()> {
         for uid in self.known_pods() {
             self.remove(&uid).await;
         }
+        routes::sync(&self.host, &Default::default()).await?;
         links::delete(&self.host, &self.config.bridge).await?;
         masquerade::remove(&self.config.chain)?;
         Ok(())

@@ -98,8 +98,10 @@ fn hooks(chains: &Chains) -> Vec<(&'static str, &'static str, Vec<String>)> {
             "OUTPUT",
             [new.clone(), jump(services.clone())].concat(),
         ),
-        ("filter", "FORWARD", [new, jump(services)].concat()),
+        // Each hook is inserted first in its chain: the accepting FORWARD
+        // hook goes in before the rejecting one, so that it ends up after.
         ("filter", "FORWARD", jump(chains.forward())),
+        ("filter", "FORWARD", [new, jump(services)].concat()),
     ]
 }
 
