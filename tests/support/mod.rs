@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod registry;
 
 use std::io::Write;
@@ -73,6 +74,12 @@ impl Server {
         Server::launch("server", dir, flags)
     }
 
+    /// Starts a server listening on `listen` (an address test hosts reach).
+    pub fn start_on(listen: &str) -> Server {
+        let flags = vec!["--listen".to_string(), listen.to_string()];
+        Server::launch("server", tempfile::tempdir().expect("temp dir"), flags)
+    }
+
     /// Starts `peapod up` (control plane and a node) with `flags`.
     pub fn up(flags: Vec<String>) -> Server {
         Server::launch("up", tempfile::tempdir().expect("temp dir"), flags)
@@ -91,8 +98,15 @@ impl Server {
             .append(true)
             .open(dir.path().join("server.log"))
             .expect("log file");
+        let listen = if flags.iter().any(|f| f == "--listen") {
+            Vec::new()
+        } else {
+            vec!["--listen", "127.0.0.1:0"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_peapod"))
-            .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(subcommand)
+            .args(listen)
+            .arg("--data-dir")
             .arg(dir.path())
             .args(&flags)
             .stdout(Stdio::null())

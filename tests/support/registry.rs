@@ -24,8 +24,13 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// A registry listening on `ip` (for test hosts to reach).
+    pub fn start_on(ip: std::net::Ipv4Addr) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir");
-        let address = format!("127.0.0.1:{}", free_port());
+        let address = format!("{ip}:{}", free_port());
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,

@@ -53,10 +53,15 @@ pub fn first_free(cluster: Ipv4Net, prefix: u8, used: &HashSet<Ipv4Net>) -> Opti
 }
 
 async fn assign(ctx: &Context, nodes: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
-    let used: HashSet<Ipv4Net> = nodes
-        .list(&ListParams::default())
-        .await?
-        .items
+    let all = nodes.list(&ListParams::default()).await?.items;
+    // The event may predate an assignment already made: never assign twice.
+    if all
+        .iter()
+        .any(|n| n.name_any() == node.name_any() && !needs_cidr(n))
+    {
+        return Ok(());
+    }
+    let used: HashSet<Ipv4Net> = all
         .iter()
         .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok())
         .collect();
