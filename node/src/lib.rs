@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod dns;
 pub mod hollow;
+pub mod ingress;
 pub mod join;
 pub mod lease;
 pub mod network;

@@ -25,12 +25,32 @@ pub enum Command {
     Up(UpArgs),
     /// Run a node agent that joins a cluster.
     Node(NodeArgs),
+    /// Work with images.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// (internal) Own one OCI container for the node agent.
     #[command(name = "oci-shim", hide = true)]
     OciShim(ShimArgs),
     /// (internal) Run a process in a running OCI container.
     #[command(name = "oci-exec", hide = true)]
     OciExec(ExecArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Push a Wasm component (`.wasm`) to a registry as an OCI artifact.
+    Push {
+        /// The component file.
+        file: PathBuf,
+        /// Where to push it, e.g. `127.0.0.1:5000/samples/hello:v1`.
+        reference: String,
+        /// Use plain HTTP for this registry (`host:port`); repeatable.
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+        /// `user:password` for the registry.
+        #[arg(long)]
+        creds: Option<String>,
+    },
 }
 
 #[derive(Args, Clone)]

@@ -9,7 +9,7 @@ use peapod_control::server::{ControlPlane, ServerConfig};
 use peapod_node::agent::{self, config::AgentConfig};
 use peapod_runtimes::oci;
 
-use crate::cli::{AgentArgs, Cli, Command, NodeArgs, ServerArgs};
+use crate::cli::{AgentArgs, Cli, Command, ImageCommand, NodeArgs, ServerArgs};
 
 impl Cli {
     /// Runs a single-threaded helper subcommand, if that is what was asked
@@ -42,6 +42,21 @@ impl Cli {
                     config.listen.set_port(port);
                 }
                 up(config, &args.server, &args.agent).await
+            }
+            Command::Image(ImageCommand::Push {
+                file,
+                reference,
+                insecure_registries,
+                creds,
+            }) => {
+                let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let creds = creds.map(|c| match c.split_once(':') {
+                    Some((u, p)) => (u.to_string(), p.to_string()),
+                    None => (c, String::new()),
+                });
+                let url = peapod_runtimes::image::push_wasm(wasm, &reference, insecure_registries, creds).await?;
+                println!("pushed {reference} ({url})");
+                Ok(())
             }
             Command::OciShim(_) | Command::OciExec(_) => unreachable!("run by run_helper"),
         }

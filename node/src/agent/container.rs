@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use peapod_runtimes::oci::{Exit, Running};
+use peapod_runtimes::oci::Exit;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
+use super::run::Run;
 use super::sandbox::PodDir;
 
 /// Crash-loop back-off: the first restart at once, then 10 s doubling to
@@ -45,7 +46,7 @@ impl Terminated {
             exit_code: exit.code,
             signal: exit.signal,
             reason: reason.into(),
-            message: exit.error.clone().or(message),
+            message: exit.error.clone().or(message).or(exit.message.clone()),
             started_at: exit.started_at.clone(),
             finished_at: exit.finished_at.clone(),
             container_id: Some(container_id(id)),
@@ -61,7 +62,7 @@ pub enum Current {
         reason: String,
         message: Option<String>,
     },
-    Running(Running),
+    Running(Run),
     Terminated(Terminated),
 }
 
@@ -78,6 +79,8 @@ pub struct ContainerState {
     pub last_terminated: Option<Terminated>,
     /// The runtime id of the current (or last) run.
     pub id: Option<String>,
+    /// Whether it runs in the Wasm runtime.
+    pub wasm: bool,
     pub image_id: Option<String>,
     pub ready: bool,
     /// Whether the startup probe (if any) has passed.
@@ -109,6 +112,7 @@ impl ContainerState {
             },
             last_terminated: None,
             id: None,
+            wasm: false,
             image_id: None,
             ready: false,
             started: false,

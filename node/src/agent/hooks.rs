@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
-use peapod_runtimes::oci::Running;
+use super::run::Run;
 
 use super::NodeCtx;
 
@@ -13,12 +13,15 @@ async fn run_handler(
     node: &NodeCtx,
     c: &Container,
     h: &LifecycleHandler,
-    run: &Running,
+    run: &Run,
     pod_ip: Option<Ipv4Addr>,
 ) {
     if let Some(e) = &h.exec {
+        if run.is_wasm() {
+            return;
+        }
         let command = e.command.clone().unwrap_or_default();
-        let mut cmd = node.oci.exec_command(&run.id, &command);
+        let mut cmd = node.oci.exec_command(run.id(), &command);
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -44,7 +47,7 @@ async fn run_handler(
 pub async fn pre_stop(
     node: &NodeCtx,
     c: &Container,
-    run: &Running,
+    run: &Run,
     pod_ip: Option<Ipv4Addr>,
     deadline: Instant,
 ) {

@@ -29,7 +29,7 @@ pub struct LaunchError {
 }
 
 impl LaunchError {
-    fn new(reason: &'static str, message: impl Into<String>) -> LaunchError {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> LaunchError {
         LaunchError {
             reason,
             message: message.into(),

@@ -12,6 +12,7 @@ mod logs;
 mod peers;
 mod portforward;
 mod probes;
+mod run;
 mod registration;
 pub mod sandbox;
 mod server;
@@ -21,6 +22,7 @@ mod static_pods;
 mod status;
 mod storage;
 mod volumes;
+mod wasm;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +37,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use peapod_control::controllers::events::{Kind, Recorder, reference};
 use peapod_runtimes::image::{Credentials, ImageStore};
-use peapod_runtimes::oci::{Oci, PidFd, Running};
+use peapod_runtimes::oci::{Oci, PidFd};
 use tokio::sync::mpsc;
 
 use self::config::AgentConfig;
@@ -60,6 +62,8 @@ pub struct PodRun {
     pub id: Option<String>,
     pub restart_count: u32,
     pub running: bool,
+    /// A Wasm container (no exec into it).
+    pub wasm: bool,
 }
 
 /// A pod as the node's API sees it.
@@ -82,6 +86,8 @@ pub struct NodeCtx {
     pub network: Network,
     pub images: ImageStore,
     pub oci: Oci,
+    /// The Wasm runtime, when this node offers one.
+    pub wasm: Option<peapod_runtimes::wasm::WasmRuntime>,
     pub recorder: Recorder,
     pub http: reqwest::Client,
     pub table: PodTable,
@@ -199,8 +205,16 @@ impl NodeCtx {
         service_env::variables(&services)
     }
 
-    /// Asks a run to stop: SIGTERM, then SIGKILL once `grace` has passed.
-    fn stop_run(&self, run: Running, grace: Duration) {
+    /// Asks a run to stop: SIGTERM, then SIGKILL once `grace` has passed
+    /// (a Wasm instance stops at once).
+    fn stop_run(&self, run: run::Run, grace: Duration) {
+        let run = match run {
+            run::Run::Wasm(w) => {
+                w.stop.notify_one();
+                return;
+            }
+            run::Run::Oci(r) => r,
+        };
         let oci = self.oci.clone();
         tokio::spawn(async move {
             oci.signal(&run, nix::sys::signal::Signal::SIGTERM);
@@ -238,12 +252,20 @@ pub async fn run(
         .build()
         .map_err(std::io::Error::other)?;
     let (proxy_poke, poked) = mpsc::unbounded_channel();
+    let wasm = match peapod_runtimes::wasm::WasmRuntime::new(config.data_dir.join("wasm-cache")) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("this node offers no Wasm runtime: {e}");
+            None
+        }
+    };
     let node = Arc::new(NodeCtx {
         images: ImageStore::new(
             &config.data_dir.join("images"),
             config.insecure_registries.clone(),
         ),
         oci: Oci::new(&config.run_dir.join("oci"), &config.exe),
+        wasm,
         recorder: Recorder::new(client.clone(), "kubelet"),
         client: client.clone(),
         network,

@@ -48,6 +48,8 @@ pub struct Target {
     pub container: Container,
     /// The runtime id of the run being probed (for exec probes).
     pub run: String,
+    /// A Wasm run: nothing can be executed in it.
+    pub wasm: bool,
     pub oci: Oci,
     pub http: reqwest::Client,
     /// Publishes an event about the pod.
@@ -108,6 +110,9 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
         };
     }
     if let Some(e) = &probe.exec {
+        if t.wasm {
+            return Err("exec probes cannot run in a WebAssembly container".into());
+        }
         let command = e.command.clone().unwrap_or_default();
         let mut cmd = t.oci.exec_command(&t.run, &command);
         cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);

@@ -50,7 +50,7 @@ fn state_json(c: &ContainerState) -> Value {
             }
             json!({"waiting": w})
         }
-        Current::Running(r) => json!({"running": {"startedAt": r.started_at}}),
+        Current::Running(r) => json!({"running": {"startedAt": r.started_at()}}),
         Current::Terminated(t) => json!({"terminated": terminated_json(t)}),
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use peapod_runtimes::image::Credentials;
-use peapod_runtimes::oci::{Exit, PodNamespaces, Running};
+use peapod_runtimes::oci::{Exit, PodNamespaces};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -21,6 +21,7 @@ use super::container::{ContainerState, Current, Terminated, restarts};
 use super::env::{Addresses, Sources};
 use super::launch::{self, LaunchError, PodContext};
 use super::probes::{self, Outcome, ProbeKind};
+use super::run::Run;
 use super::sandbox::{self, PodDir};
 use super::status::{self, PodFacts};
 use super::volumes::{self, ClaimPaths, Prepared};
@@ -69,6 +70,8 @@ pub struct Worker {
     run_started: HashMap<String, Instant>,
     events: mpsc::UnboundedReceiver<(peapod_control::controllers::events::Kind, String, String)>,
     events_tx: mpsc::UnboundedSender<(peapod_control::controllers::events::Kind, String, String)>,
+    /// Where the pod's Wasm containers run (made with the first of them).
+    wasm_runtime: std::sync::OnceLock<super::wasm::PodRuntime>,
 }
 
 fn spec_of(pod: &Pod) -> k8s_openapi::api::core::v1::PodSpec {
@@ -127,6 +130,7 @@ impl Worker {
             run_started: HashMap::new(),
             events,
             events_tx,
+            wasm_runtime: std::sync::OnceLock::new(),
         };
         (worker, tx)
     }
@@ -276,7 +280,7 @@ impl Worker {
             any_app |= is_app;
             if let Some(running) = oci.running(&record.id) {
                 tracing::info!("pod {uid}: re-adopting running container {name}");
-                c.current = Current::Running(running);
+                c.current = Current::Running(Run::Oci(running));
             } else if let Some(exit) = oci.exit(&record.id) {
                 c.current = Current::Terminated(Terminated::from_exit(&exit, &record.id, None));
                 oci.remove(&record.id);
@@ -304,7 +308,7 @@ impl Worker {
             self.init_done = true;
         }
         // Runs found alive need their waiters and probes again.
-        let running: Vec<(String, Running)> = self
+        let running: Vec<(String, Run)> = self
             .init
             .iter()
             .chain(&self.app)
@@ -561,7 +565,19 @@ impl Worker {
                 self.app[i].restart_count
             },
         );
-        match launch::start(&self.node, &ctx, c, &image, &id, log).await {
+        let runtime_class = self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref());
+        let is_wasm = image.wasm.is_some() || runtime_class == Some("wasm");
+        let started = if is_wasm {
+            self.start_wasm(&ctx, c, &image, &id, log).await
+        } else {
+            launch::start(&self.node, &ctx, c, &image, &id, log).await.map(Run::Oci)
+        };
+        {
+            let state = if init { &mut self.init[i] } else { &mut self.app[i] };
+            state.wasm = is_wasm;
+            state.save(&self.dir);
+        }
+        match started {
             Ok(running) => {
                 self.node
                     .event(
@@ -598,6 +614,33 @@ impl Worker {
         }
     }
 
+    /// Starts a Wasm container on the pod's runtime (made on first use).
+    async fn start_wasm(
+        &self,
+        ctx: &PodContext<'_>,
+        c: &Container,
+        image: &peapod_runtimes::image::Image,
+        id: &str,
+        log: std::path::PathBuf,
+    ) -> Result<Run, LaunchError> {
+        let Some(wasm) = self.node.wasm.clone() else {
+            return Err(LaunchError::new(
+                "CreateContainerError",
+                "this node has no Wasm runtime",
+            ));
+        };
+        if self.wasm_runtime.get().is_none() {
+            let netns = ctx.namespaces.net.clone();
+            let runtime = super::wasm::PodRuntime::new(&netns, &self.pod.name_any())
+                .map_err(|e| LaunchError::new("CreateContainerError", format!("the pod's Wasm runtime: {e}")))?;
+            let _ = self.wasm_runtime.set(runtime);
+        }
+        let handle = self.wasm_runtime.get().expect("just made").handle().clone();
+        super::wasm::start(&wasm, ctx, c, image, id, log, &handle, self.tx.clone())
+            .await
+            .map(Run::Wasm)
+    }
+
     async fn launch_failed(&mut self, init: bool, i: usize, e: LaunchError) {
         if !e.reported {
             self.node
@@ -621,22 +664,26 @@ impl Worker {
     }
 
     /// Waits for the run's end and probes it meanwhile.
-    fn watch(&mut self, name: &str, running: Running) {
+    fn watch(&mut self, name: &str, run: Run) {
         let Some(spec) = self.container_spec(name) else {
             return;
         };
-        let tx = self.tx.clone();
-        let oci = self.node.oci.clone();
-        let r = running.clone();
-        let container = name.to_string();
-        let waiter = tokio::spawn(async move {
-            let exit = oci.wait(&r).await;
-            let _ = tx.send(Msg::Exited {
-                container,
-                run: r.id.clone(),
-                exit,
-            });
-        });
+        // A Wasm run reports its own end; an OCI run's shim is waited on.
+        let waiter = match &run {
+            Run::Wasm(_) => None,
+            Run::Oci(r) => {
+                let (tx, oci, r) = (self.tx.clone(), self.node.oci.clone(), r.clone());
+                let container = name.to_string();
+                Some(tokio::spawn(async move {
+                    let exit = oci.wait(&r).await;
+                    let _ = tx.send(Msg::Exited {
+                        container,
+                        run: r.id.clone(),
+                        exit,
+                    });
+                }))
+            }
+        };
         let has_probes = spec.liveness_probe.is_some()
             || spec.readiness_probe.is_some()
             || spec.startup_probe.is_some();
@@ -646,7 +693,8 @@ impl Worker {
                     probes::Target {
                         pod_ip: sb.ip,
                         container: spec.clone(),
-                        run: running.id.clone(),
+                        run: run.id().to_string(),
+                        wasm: run.is_wasm(),
                         oci: self.node.oci.clone(),
                         http: self.node.http.clone(),
                         events: self.events_tx.clone(),
@@ -659,7 +707,7 @@ impl Worker {
         };
         if let Some(c) = self.state_mut(name) {
             c.stop_tasks();
-            c.waiter = Some(waiter.abort_handle());
+            c.waiter = waiter.map(|w| w.abort_handle());
             c.probes = probe_task;
             c.started = spec.startup_probe.is_none();
             c.ready = spec.readiness_probe.is_none() && c.started;
@@ -753,6 +801,7 @@ impl Worker {
             c.stop_tasks();
             c.ready = false;
         }
+        self.wasm_runtime.take();
         self.node.network.remove(&self.uid).await;
     }
 
@@ -807,6 +856,7 @@ impl Worker {
                         id: c.id.clone(),
                         restart_count: c.restart_count,
                         running: c.is_running(),
+                        wasm: c.wasm,
                     },
                 )
             })
@@ -831,7 +881,7 @@ impl Worker {
             Duration::ZERO
         };
         let deadline = Instant::now() + grace;
-        let running: Vec<(String, Running)> = self
+        let running: Vec<(String, Run)> = self
             .init
             .iter()
             .chain(&self.app)
@@ -864,7 +914,7 @@ impl Worker {
             self.node.stop_run(r.clone(), grace);
         }
         // Wait for the runs to end (the stop escalates to SIGKILL itself).
-        let mut left: Vec<String> = running.iter().map(|(_, r)| r.id.clone()).collect();
+        let mut left: Vec<String> = running.iter().map(|(_, r)| r.id().to_string()).collect();
         let hard_deadline = deadline + Duration::from_secs(10);
         while !left.is_empty() && Instant::now() < hard_deadline {
             let wait = hard_deadline.saturating_duration_since(Instant::now());
@@ -905,6 +955,7 @@ impl Worker {
         for c in self.init.iter_mut().chain(self.app.iter_mut()) {
             c.stop_tasks();
         }
+        self.wasm_runtime.take();
         remove_pod(&self.node, &self.uid).await;
     }
 

@@ -4,9 +4,11 @@
 //! reference the manifest digest and image config.
 
 mod overlay;
+mod push;
 mod unpack;
 
 pub use overlay::{mount_rootfs, unmount};
+pub use push::push_wasm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -124,6 +124,9 @@ pub struct Exit {
     pub finished_at: String,
     /// Set when the container could not be started at all.
     pub error: Option<String>,
+    /// What the runtime knows of how it ended (a Wasm trap).
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A container that was started (or found running).
@@ -331,6 +334,7 @@ impl Oci {
             started_at: Some(running.started_at.clone()),
             finished_at: crate::logs::timestamp(),
             error: Some("the container's shim ended without recording an exit".into()),
+            message: None,
         })
     }
 

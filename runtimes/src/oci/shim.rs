@@ -104,6 +104,7 @@ pub fn run(args: ShimArgs) -> i32 {
                 started_at: Some(started_at),
                 finished_at: crate::logs::timestamp(),
                 error: None,
+                message: None,
             };
             record_exit(&args, &exit);
             delete(container);
@@ -120,6 +121,7 @@ pub fn run(args: ShimArgs) -> i32 {
                     started_at: None,
                     finished_at: crate::logs::timestamp(),
                     error: Some(message.clone()),
+                    message: None,
                 },
             );
             if let Ok(c) = Container::load(args.root.join(&args.id)) {

@@ -1,0 +1,214 @@
+//! Wasm containers of a pod: they run in the agent's process, on a small
+//! async runtime of the pod's own whose threads have entered the pod's
+//! network namespace, so that the guest's sockets (its HTTP listener,
+//! wasi:sockets, outgoing wasi:http) belong to the pod: it is reachable on
+//! the pod IP and talks to the pod's other containers over localhost.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Container;
+use nix::sched::{CloneFlags, setns};
+use peapod_runtimes::image::Image;
+use peapod_runtimes::oci::Exit;
+use peapod_runtimes::wasm::{CommandConfig, HttpConfig, WasmRuntime};
+use tokio::sync::mpsc;
+
+use super::env;
+use super::launch::{LaunchError, PodContext, command_line};
+use super::run::WasmRun;
+use super::worker::Msg;
+
+/// The pod's runtime for Wasm containers; shut down (without waiting)
+/// when dropped, which ends the pod's Wasm instances.
+pub struct PodRuntime(Option<tokio::runtime::Runtime>);
+
+impl PodRuntime {
+    /// A runtime whose threads all live in the network namespace at `netns`.
+    pub fn new(netns: &Path, name: &str) -> std::io::Result<PodRuntime> {
+        let ns = Arc::new(File::open(netns)?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(4)
+            .thread_name(format!("wasm-{name}"))
+            .enable_all()
+            .on_thread_start(move || {
+                if let Err(e) = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET) {
+                    tracing::error!("a Wasm thread could not enter its pod's network: {e}");
+                }
+            })
+            .build()?;
+        Ok(PodRuntime(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("a live runtime").handle()
+    }
+}
+
+impl Drop for PodRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn exit(code: i32, signal: Option<i32>, oom: bool, started_at: &str, message: Option<String>) -> Exit {
+    Exit {
+        code,
+        signal,
+        oom_killed: oom,
+        started_at: Some(started_at.to_string()),
+        finished_at: peapod_runtimes::logs::timestamp(),
+        error: None,
+        message,
+    }
+}
+
+fn limits(c: &Container) -> (Option<u64>, Option<u64>) {
+    let limits = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let quantity = |name: &str, f: fn(&str) -> Option<i64>| {
+        limits.get(name).and_then(|q| f(&q.0)).map(|v| v.max(1) as u64)
+    };
+    (
+        quantity("memory", peapod_control::resources::quantity::value),
+        quantity("cpu", peapod_control::resources::quantity::milli),
+    )
+}
+
+/// Starts run `id` of Wasm container `c`: compiles (or loads the cached
+/// code of) its component, then runs it as a command or serves it as an
+/// HTTP function on its container port; its end is reported to the worker.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    wasm: &WasmRuntime,
+    ctx: &PodContext<'_>,
+    c: &Container,
+    image: &Image,
+    id: &str,
+    log: std::path::PathBuf,
+    runtime: &tokio::runtime::Handle,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> Result<WasmRun, LaunchError> {
+    let Some(module) = image.wasm.clone() else {
+        return Err(LaunchError::new(
+            "CreateContainerError",
+            format!(
+                "image {} is not a Wasm artifact (runtimeClassName: wasm needs one)",
+                image.reference
+            ),
+        ));
+    };
+    let env: Vec<(String, String)> = env::resolve(ctx.pod, c, &[], ctx.sources, ctx.addrs, ctx.service_env)
+        .map_err(|e| LaunchError::new("CreateContainerConfigError", e.to_string()))?
+        .into_iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let digest = image.digest.clone();
+    let loader = wasm.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader.load(&digest, &module))
+        .await
+        .map_err(|e| LaunchError::new("CreateContainerError", e.to_string()))?
+        .map_err(|e| LaunchError::new("CreateContainerError", e.to_string()))?;
+    let mut preopens = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(host) = ctx.volumes.get(&m.name) else {
+            return Err(LaunchError::new(
+                "CreateContainerConfigError",
+                format!("volume \"{}\" not found in the pod", m.name),
+            ));
+        };
+        let host = match m.sub_path.as_ref().filter(|s| !s.is_empty()) {
+            Some(sub) => host.join(sub),
+            None => host.clone(),
+        };
+        preopens.push((host, m.mount_path.clone(), m.read_only.unwrap_or(false)));
+    }
+    let (memory_limit, cpu_millis) = limits(c);
+    let started_at = peapod_runtimes::logs::timestamp();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let run = WasmRun {
+        id: id.to_string(),
+        started_at: started_at.clone(),
+        stop: stop.clone(),
+    };
+    let (name, run_id, wasm) = (c.name.clone(), id.to_string(), wasm.clone());
+    let report = move |exit: Exit| {
+        let _ = tx.send(Msg::Exited {
+            container: name,
+            run: run_id,
+            exit,
+        });
+    };
+    if loaded.is_http() {
+        let port = c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .map(|p| p.container_port)
+            .ok_or_else(|| {
+                LaunchError::new(
+                    "CreateContainerConfigError",
+                    "an HTTP function needs a containerPort to be served on",
+                )
+            })?;
+        let config = HttpConfig {
+            env,
+            preopens,
+            log,
+            memory_limit,
+            cpu_millis,
+            ..Default::default()
+        };
+        runtime.spawn(async move {
+            // Bound here, on a thread in the pod's network namespace.
+            let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port as u16)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let message = format!("binding port {port}: {e}");
+                    return report(exit(128, None, false, &started_at, Some(message)));
+                }
+            };
+            tokio::select! {
+                served = wasm.serve_http(&loaded, listener, config) => {
+                    let message = served.err().map(|e| e.to_string());
+                    report(exit(if message.is_some() { 128 } else { 0 }, None, false, &started_at, message));
+                }
+                () = stop.notified() => report(exit(137, Some(9), false, &started_at, None)),
+            }
+        });
+    } else {
+        let mut args = command_line(c, image, &env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>());
+        if c.command.is_none() {
+            // argv[0] is the program's name; the container's stands in.
+            args.insert(0, c.name.clone());
+        }
+        let config = CommandConfig {
+            args,
+            env,
+            preopens,
+            log,
+            memory_limit,
+            cpu_millis,
+            ..Default::default()
+        };
+        runtime.spawn(async move {
+            tokio::select! {
+                outcome = wasm.run_command(&loaded, config) => match outcome {
+                    Ok(o) => report(exit(o.code, None, o.oom, &started_at, o.trap)),
+                    Err(e) => report(exit(128, None, false, &started_at, Some(e.to_string()))),
+                },
+                () = stop.notified() => report(exit(137, Some(9), false, &started_at, None)),
+            }
+        });
+    }
+    Ok(run)
+}

@@ -1,0 +1,450 @@
+//! The L7 proxy: serves clients over HTTP/1.1 (keep-alive) and, on the TLS
+//! listener, HTTP/2 by ALPN; routes each request by the current table and
+//! forwards it over pooled HTTP/1.1 connections to a backend endpoint
+//! chosen round robin. An endpoint that refuses the connection costs a
+//! retry on the next one, which is why small bodies are read in full
+//! before sending: a request whose body has gone out cannot be sent again.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use super::headers;
+use super::routes::{Backend, RouteTable};
+
+/// Bodies both ways: the client's or backend's stream, or one made here.
+pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// The current routing table, swapped after each batch of changes.
+pub type SharedRoutes = Arc<RwLock<Arc<RouteTable>>>;
+
+/// Where a Service's traffic goes while it has no ready endpoint (the
+/// scale-from-zero activator): (namespace, name) → address.
+pub type Fallbacks = Arc<RwLock<HashMap<(String, String), SocketAddr>>>;
+
+/// Request bodies up to this size are read before sending, so the request
+/// can be retried on another endpoint; larger or unsized ones stream.
+const RETRY_BODY_LIMIT: u64 = 1 << 20;
+
+/// An endpoint that does not accept within this long is given up for the
+/// next one (a deleted pod's IP answers nothing at all).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client that connects but never finishes the TLS handshake is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle backend connections are kept this long for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+#[derive(Clone)]
+pub struct Proxy {
+    routes: SharedRoutes,
+    fallbacks: Fallbacks,
+    client: Client<HttpConnector, Body>,
+}
+
+/// A request body ready to send: in memory (can be sent again) or
+/// streaming from the client (once only).
+enum Outgoing {
+    Buffered(Bytes),
+    Streaming(Incoming),
+}
+
+impl Proxy {
+    pub fn new(routes: SharedRoutes, fallbacks: Fallbacks) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        Proxy {
+            routes,
+            fallbacks,
+            client,
+        }
+    }
+
+    /// Serves plain HTTP on `listener` until the process ends.
+    pub async fn serve_plain(self, listener: TcpListener) {
+        loop {
+            let (tcp, peer) = accept(&listener).await;
+            let proxy = self.clone();
+            tokio::spawn(proxy.serve_connection(tcp, peer, false));
+        }
+    }
+
+    /// Serves HTTPS on `listener` until the process ends.
+    pub async fn serve_tls(self, listener: TcpListener, tls: Arc<ServerConfig>) {
+        let acceptor = TlsAcceptor::from(tls);
+        loop {
+            let (tcp, peer) = accept(&listener).await;
+            let proxy = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => proxy.serve_connection(stream, peer, true).await,
+                    Ok(Err(e)) => tracing::debug!("ingress: TLS handshake with {peer}: {e}"),
+                    Err(_) => tracing::debug!("ingress: TLS handshake with {peer} timed out"),
+                }
+            });
+        }
+    }
+
+    async fn serve_connection<I>(self, io: I, peer: SocketAddr, https: bool)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request: Request<Incoming>| {
+            let proxy = self.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer, https).await) }
+        });
+        if let Err(e) = auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .await
+        {
+            tracing::debug!("ingress: connection from {peer}: {e}");
+        }
+    }
+
+    /// Answers one request: route, pick endpoints, forward, retry.
+    async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
+        let host = headers::original_host(request.headers(), request.uri());
+        let table = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let Some(backend) = table.route(host_name, request.uri().path()).cloned() else {
+            return text(StatusCode::NOT_FOUND, "404 page not found\n");
+        };
+        let targets = self.targets(&backend);
+        if targets.is_empty() {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no endpoints available for service \"{}\"", backend.service),
+            );
+        }
+
+        let upgrade = headers::is_upgrade(request.headers());
+        let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::add_forwarded(&mut parts.headers, peer.ip(), https, host);
+        // The client got its `100 Continue` from this hop when its body was
+        // read; the backend gets the body straight away.
+        parts.headers.remove(header::EXPECT);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let (buffered, mut streaming) = match outgoing(body).await {
+            Ok(Outgoing::Buffered(bytes)) => (Some(bytes), None),
+            Ok(Outgoing::Streaming(body)) => (None, Some(body)),
+            Err(e) => {
+                tracing::debug!("ingress: reading a request body from {peer}: {e}");
+                return text(StatusCode::BAD_REQUEST, "could not read the request body\n");
+            }
+        };
+
+        for (attempt, target) in targets.iter().enumerate() {
+            let body = match (&buffered, streaming.take()) {
+                (Some(bytes), _) => full(bytes.clone()),
+                (None, Some(stream)) => stream.boxed_unsync(),
+                // The streamed body went with the first attempt.
+                (None, None) => break,
+            };
+            let Ok(uri) = Uri::try_from(format!("http://{target}{path}")) else {
+                return text(StatusCode::BAD_REQUEST, "bad request target\n");
+            };
+            let mut out = Request::new(body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            // Pods are spoken to in HTTP/1.1 whatever the client used.
+            *out.version_mut() = Version::HTTP_11;
+            *out.headers_mut() = parts.headers.clone();
+            match self.client.request(out).await {
+                Ok(response) => return respond(response, client_upgrade.take()),
+                Err(e) if e.is_connect() && buffered.is_some() && attempt + 1 < targets.len() => {
+                    tracing::debug!(
+                        "ingress: {target} of {}/{} refused, trying the next: {e:?}",
+                        backend.namespace,
+                        backend.service
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "ingress: forwarding to {target} of {}/{}: {e:?}",
+                        backend.namespace,
+                        backend.service
+                    );
+                    break;
+                }
+            }
+        }
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("no endpoint of service \"{}\" answered\n", backend.service),
+        )
+    }
+
+    /// The addresses to try, in order: the backend's endpoints round robin,
+    /// or the fallback (activator) when it has none.
+    fn targets(&self, backend: &Backend) -> Vec<SocketAddr> {
+        let order = backend.attempt_order();
+        if !order.is_empty() {
+            return order;
+        }
+        let key = (backend.namespace.clone(), backend.service.clone());
+        self.fallbacks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied()
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Accepts the next connection; a failure (out of file descriptors) is
+/// waited out rather than ending the listener.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, peer);
+            }
+            Err(e) => {
+                tracing::warn!("ingress: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Reads a small body in full (so it can be retried); leaves larger or
+/// unsized ones streaming.
+async fn outgoing(body: Incoming) -> Result<Outgoing, hyper::Error> {
+    if body.is_end_stream() {
+        return Ok(Outgoing::Buffered(Bytes::new()));
+    }
+    match body.size_hint().upper() {
+        Some(len) if len <= RETRY_BODY_LIMIT => {
+            Ok(Outgoing::Buffered(body.collect().await?.to_bytes()))
+        }
+        _ => Ok(Outgoing::Streaming(body)),
+    }
+}
+
+/// The backend's response for the client, and on `101 Switching
+/// Protocols` a tunnel between the two upgraded connections.
+fn respond(mut response: Response<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<Body> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some(client) = client_upgrade {
+        let backend = hyper::upgrade::on(&mut response);
+        tokio::spawn(tunnel(client, backend));
+    }
+    headers::strip_hop_by_hop(response.headers_mut(), switching);
+    response.map(|body| body.boxed_unsync())
+}
+
+async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!("ingress: upgrading a connection: {e}");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut backend = TokioIo::new(backend);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        tracing::debug!("ingress: upgraded connection ended: {e}");
+    }
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A short plain-text answer made by the proxy itself.
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{self, backend, web_table};
+    use super::*;
+
+    async fn start(table: RouteTable, fallbacks: Fallbacks) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let routes = Arc::new(RwLock::new(Arc::new(table)));
+        tokio::spawn(Proxy::new(routes, fallbacks).serve_plain(listener));
+        addr
+    }
+
+    fn get(host: &str, path: &str) -> Request<Full<Bytes>> {
+        Request::get(path)
+            .header(header::HOST, host)
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    }
+
+    /// A closed port: bound, then released.
+    async fn closed_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    #[tokio::test]
+    async fn requests_are_spread_round_robin_over_the_endpoints() {
+        let (a, b) = (backend("a").await, backend("b").await);
+        let proxy = start(web_table(&[a.port(), b.port()]), Fallbacks::default()).await;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let (status, body) = testing::send(proxy, get("app.test", "/")).await;
+            assert_eq!(status, StatusCode::OK);
+            seen.push(body.split(' ').next().unwrap_or("").to_string());
+        }
+        seen.sort();
+        assert_eq!(seen, ["a", "a", "b", "b"]);
+    }
+
+    #[tokio::test]
+    async fn the_backend_sees_the_host_and_forwarded_headers() {
+        let a = backend("a").await;
+        let proxy = start(web_table(&[a.port()]), Fallbacks::default()).await;
+        let mut request = get("App.Test:80", "/x?y=1");
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        request
+            .headers_mut()
+            .insert("x-secret", HeaderValue::from_static("1"));
+        request
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("x-secret"));
+        let (status, body) = testing::send(proxy, request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("host=App.Test:80 "), "{body}");
+        assert!(body.contains("xff=192.0.2.1, 127.0.0.1 "), "{body}");
+        assert!(body.contains("proto=http "), "{body}");
+        assert!(body.contains("xfh=App.Test:80 "), "{body}");
+        assert!(body.contains("secret=- "), "{body}");
+        assert!(body.contains("uri=/x?y=1 "), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_endpoint_is_retried_on_another() {
+        let a = backend("a").await;
+        let proxy = start(
+            web_table(&[closed_port().await, a.port()]),
+            Fallbacks::default(),
+        )
+        .await;
+        for _ in 0..4 {
+            let (status, body) = testing::send(proxy, get("app.test", "/")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.starts_with("a "), "{body}");
+            let post = Request::post("/upload")
+                .header(header::HOST, "app.test")
+                .body(Full::new(Bytes::from_static(b"hello")))
+                .expect("request");
+            let (status, body) = testing::send(proxy, post).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.ends_with("body=5"), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_answering_endpoint_is_a_502() {
+        let proxy = start(web_table(&[closed_port().await]), Fallbacks::default()).await;
+        let (status, _) = testing::send(proxy, get("app.test", "/")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn no_endpoints_is_a_503_unless_a_fallback_takes_the_traffic() {
+        let a = backend("a").await;
+        let fallbacks = Fallbacks::default();
+        let proxy = start(web_table(&[]), fallbacks.clone()).await;
+        let (status, body) = testing::send(proxy, get("app.test", "/")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "no endpoints available for service \"web\"");
+
+        fallbacks
+            .write()
+            .expect("lock")
+            .insert(("default".into(), "web".into()), a);
+        let (status, body) = testing::send(proxy, get("app.test", "/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("a "), "{body}");
+    }
+
+    #[tokio::test]
+    async fn no_matching_rule_is_a_404() {
+        let a = backend("a").await;
+        let proxy = start(web_table(&[a.port()]), Fallbacks::default()).await;
+        let (status, _) = testing::send(proxy, get("other.test", "/")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_kept_alive_across_requests() {
+        let a = backend("a").await;
+        let proxy = start(web_table(&[a.port()]), Fallbacks::default()).await;
+        let tcp = TcpStream::connect(proxy).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        for _ in 0..2 {
+            sender.ready().await.expect("connection still open");
+            let response = sender
+                .send_request(get("app.test", "/"))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.into_body().collect().await.expect("body");
+            assert!(body.to_bytes().starts_with(b"a "));
+        }
+    }
+}
