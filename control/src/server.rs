@@ -255,8 +255,59 @@ async fn api_service(objects: &Objects, address: SocketAddr) -> Result<(), Serve
     Ok(())
 }
 
+/// Cluster-scoped objects every Peapod cluster has: the `peapod`
+/// IngressClass (the default) and the `wasm` and `oci` RuntimeClasses.
+fn builtin_classes() -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
+    vec![
+        (
+            "networking.k8s.io",
+            "v1",
+            "ingressclasses",
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                "metadata": {"name": "peapod", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+                "spec": {"controller": "peapod.dev/ingress"},
+            }),
+        ),
+        (
+            "node.k8s.io",
+            "v1",
+            "runtimeclasses",
+            json!({
+                "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                "metadata": {"name": "wasm"}, "handler": "wasmtime",
+                "scheduling": {"nodeSelector": {"runtime.peapod.dev/wasm": "true"}},
+            }),
+        ),
+        (
+            "node.k8s.io",
+            "v1",
+            "runtimeclasses",
+            json!({
+                "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                "metadata": {"name": "oci"}, "handler": "libcontainer",
+            }),
+        ),
+    ]
+}
+
 /// Creates the built-in objects a cluster starts with.
 async fn bootstrap(objects: &Objects) -> Result<(), ServerError> {
+    for (group, version, plural, body) in builtin_classes() {
+        let rt = objects
+            .catalog()
+            .lookup(group, version, plural)
+            .expect("built-in kinds are served");
+        match objects.create(rt, None, body, Default::default()).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => {
+                return Err(ServerError::Config(format!(
+                    "creating a built-in {plural}: {e}"
+                )));
+            }
+        }
+    }
     let ns = objects
         .catalog()
         .lookup("", "v1", "namespaces")

@@ -144,6 +144,12 @@ pub struct AgentArgs {
     pub cluster_dns: Option<Ipv4Addr>,
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// The port Ingress answers on, on every node address.
+    #[arg(long, default_value_t = 80)]
+    pub ingress_port: u16,
+    /// The port Ingress answers HTTPS on.
+    #[arg(long, default_value_t = 443)]
+    pub ingress_tls_port: u16,
     /// Remove every container, network and file of this node's, then exit.
     #[arg(long)]
     pub cleanup: bool,

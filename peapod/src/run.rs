@@ -49,12 +49,15 @@ impl Cli {
                 insecure_registries,
                 creds,
             }) => {
-                let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let wasm =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let creds = creds.map(|c| match c.split_once(':') {
                     Some((u, p)) => (u.to_string(), p.to_string()),
                     None => (c, String::new()),
                 });
-                let url = peapod_runtimes::image::push_wasm(wasm, &reference, insecure_registries, creds).await?;
+                let url =
+                    peapod_runtimes::image::push_wasm(wasm, &reference, insecure_registries, creds)
+                        .await?;
                 println!("pushed {reference} ({url})");
                 Ok(())
             }
@@ -133,6 +136,9 @@ fn agent_config(
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         manifests_dir: data_dir.join("manifests"),
+        ingress_port: args.ingress_port,
+        ingress_tls_port: args.ingress_tls_port,
+        wasm: true,
     })
 }
 

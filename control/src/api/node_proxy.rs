@@ -297,7 +297,12 @@ async fn forward(
         let reason = match status.as_u16() {
             400 => "BadRequest",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "NotFound",
+            405 => "MethodNotAllowed",
+            409 => "Conflict",
+            501 => "NotImplemented",
+            503 => "ServiceUnavailable",
             _ => "InternalError",
         };
         return Err(ApiError::new(

@@ -54,7 +54,9 @@ fn wants_node_ports(spec: &Value) -> bool {
 }
 
 impl Objects {
-    async fn taken(&self, rt: &ResourceType, except_uid: &str) -> ApiResult<Taken> {
+    /// What the Services other than `namespace/name` hold (a create of an
+    /// existing name fails as AlreadyExists, not on its addresses).
+    async fn taken(&self, rt: &ResourceType, namespace: &Value, name: &Value) -> ApiResult<Taken> {
         let (all, _) = self
             .store
             .list(&rt.key_prefix())
@@ -64,7 +66,10 @@ impl Objects {
             ips: HashSet::new(),
             ports: HashSet::new(),
         };
-        for s in all.iter().filter(|s| s["metadata"]["uid"] != except_uid) {
+        for s in all
+            .iter()
+            .filter(|s| s["metadata"]["namespace"] != *namespace || s["metadata"]["name"] != *name)
+        {
             if let Some(ip) = s["spec"]["clusterIP"].as_str().and_then(|i| i.parse().ok()) {
                 taken.ips.insert(ip);
             }
@@ -87,11 +92,13 @@ impl Objects {
         old: Option<&Value>,
     ) -> ApiResult<Vec<FieldError>> {
         let net = self.services.network.clone();
-        let uid = object["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let taken = self.taken(rt, &uid).await?;
+        let taken = self
+            .taken(
+                rt,
+                &object["metadata"]["namespace"],
+                &object["metadata"]["name"],
+            )
+            .await?;
         let is_api_service = object["metadata"]["name"] == "kubernetes"
             && object["metadata"]["namespace"] == "default";
         let spec = &mut object["spec"];

@@ -35,6 +35,11 @@ pub struct AgentConfig {
     /// without one they get the host's resolver configuration.
     pub cluster_dns: Option<Ipv4Addr>,
     pub cluster_domain: String,
+    /// The node ports the Ingress proxy answers on (HTTP, HTTPS).
+    pub ingress_port: u16,
+    pub ingress_tls_port: u16,
+    /// Whether to offer the Wasm runtime.
+    pub wasm: bool,
     /// Static pod manifests (`*.yaml`), run without the API server's say.
     pub manifests_dir: PathBuf,
 }

@@ -99,6 +99,9 @@ pub struct Record {
     pub id: String,
     pub restart_count: u32,
     pub image_id: Option<String>,
+    /// A Wasm run (which does not outlive the agent).
+    #[serde(default)]
+    pub wasm: bool,
 }
 
 impl ContainerState {
@@ -175,6 +178,7 @@ impl ContainerState {
             id: id.clone(),
             restart_count: self.restart_count,
             image_id: self.image_id.clone(),
+            wasm: self.wasm,
         };
         let path = dir.record(&self.name);
         if let Some(parent) = path.parent() {

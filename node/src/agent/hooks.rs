@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use super::run::Run;
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 
 use super::NodeCtx;
 

@@ -12,8 +12,8 @@ mod logs;
 mod peers;
 mod portforward;
 mod probes;
-mod run;
 mod registration;
+mod run;
 pub mod sandbox;
 mod server;
 mod service_env;
@@ -95,6 +95,9 @@ pub struct NodeCtx {
     pub redirects: Arc<std::sync::RwLock<crate::proxy::Redirects>>,
     /// Asks the proxy to sync (after `redirects` changed).
     pub proxy_poke: mpsc::UnboundedSender<()>,
+    /// Where the Ingress proxy sends a Service's requests while it has no
+    /// ready endpoint.
+    pub fallbacks: Arc<std::sync::RwLock<HashMap<(String, String), std::net::SocketAddr>>>,
 }
 
 impl NodeCtx {
@@ -239,11 +242,20 @@ pub async fn run(
     for d in [&config.data_dir, &config.run_dir] {
         std::fs::create_dir_all(d)?;
     }
+    // The Wasm runtime comes first: the node advertises whether it has one.
+    let mut config = config;
+    let wasm = match peapod_runtimes::wasm::WasmRuntime::new(config.data_dir.join("wasm-cache")) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("this node offers no Wasm runtime: {e}");
+            None
+        }
+    };
+    config.wasm = wasm.is_some();
     let (server, kubelet_port) = server::bind(&config).await?;
     let pod_cidr = registration::register(&client, &config, kubelet_port).await?;
     tracing::info!("node {} registered with pod CIDR {pod_cidr}", config.name);
     let network = Network::start(network_config(&config, pod_cidr)).await?;
-    let mut config = config;
     let redirects = Arc::new(std::sync::RwLock::new(crate::proxy::Redirects::default()));
     start_dns(&client, &mut config, network.gateway(), &redirects).await;
     let http = reqwest::Client::builder()
@@ -252,13 +264,6 @@ pub async fn run(
         .build()
         .map_err(std::io::Error::other)?;
     let (proxy_poke, poked) = mpsc::unbounded_channel();
-    let wasm = match peapod_runtimes::wasm::WasmRuntime::new(config.data_dir.join("wasm-cache")) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!("this node offers no Wasm runtime: {e}");
-            None
-        }
-    };
     let node = Arc::new(NodeCtx {
         images: ImageStore::new(
             &config.data_dir.join("images"),
@@ -273,6 +278,7 @@ pub async fn run(
         table: Mutex::default(),
         redirects: redirects.clone(),
         proxy_poke,
+        fallbacks: Arc::default(),
         config: config.clone(),
     });
     tokio::spawn(server::serve(server, node.clone()));
@@ -283,12 +289,14 @@ pub async fn run(
     ));
     tokio::spawn(static_pods::run(client.clone(), config.clone()));
     tokio::spawn(peers::run(node.clone()));
+    let ingress = start_ingress(&client, &config, node.fallbacks.clone()).await?;
     tokio::spawn(crate::proxy::run(
         client.clone(),
         crate::proxy::ProxyConfig {
             prefix: config.chain_prefix(),
             cluster_cidr: config.cluster_cidr,
             redirects,
+            ingress,
         },
         poked,
     ));
@@ -299,6 +307,34 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Serves Ingress on two local ports of the node's choosing; the proxy
+/// steers the node's Ingress ports to them.
+async fn start_ingress(
+    client: &kube::Client,
+    config: &AgentConfig,
+    fallbacks: Arc<std::sync::RwLock<HashMap<(String, String), std::net::SocketAddr>>>,
+) -> Result<crate::proxy::IngressPorts, AgentError> {
+    let http = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await?;
+    let https = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await?;
+    let ports = crate::proxy::IngressPorts {
+        http: (config.ingress_port, http.local_addr()?.port()),
+        https: (config.ingress_tls_port, https.local_addr()?.port()),
+    };
+    let ingress = crate::ingress::IngressConfig {
+        node_ip: config.node_ip,
+        http: http.local_addr()?,
+        https: https.local_addr()?,
+        class: "peapod".into(),
+    };
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::ingress::serve(client, ingress, fallbacks, http, https).await {
+            tracing::error!("ingress: {e}");
+        }
+    });
+    Ok(ports)
 }
 
 /// The cluster DNS Service, answered on every node by the node itself.

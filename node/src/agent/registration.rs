@@ -115,6 +115,9 @@ fn labels(config: &AgentConfig) -> Value {
     labels.insert("kubernetes.io/os".into(), "linux".into());
     labels.insert("kubernetes.io/arch".into(), go_arch().into());
     labels.insert("runtime.peapod.dev/oci".into(), "true".into());
+    if config.wasm {
+        labels.insert("runtime.peapod.dev/wasm".into(), "true".into());
+    }
     json!(labels)
 }
 

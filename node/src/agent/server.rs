@@ -56,7 +56,10 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-        .route("/exec/{ns}/{pod}/{container}", get(exec_session))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(exec_session).post(exec_session),
+        )
         .route(
             "/portForward/{ns}/{pod}",
             get(port_forward).post(port_forward),
@@ -183,6 +186,14 @@ async fn exec_session(
             &format!("container {container} is not valid for pod {pod}"),
         );
     };
+    if run.wasm {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "container {container} is a WebAssembly container: exec is not supported in it"
+            ),
+        );
+    }
     let (Some(id), true) = (run.id, run.running) else {
         return error(
             StatusCode::BAD_REQUEST,

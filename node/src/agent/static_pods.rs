@@ -191,6 +191,9 @@ mod tests {
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             manifests_dir: dir.path().into(),
+            ingress_port: 80,
+            ingress_tls_port: 443,
+            wasm: false,
         };
         let want = desired(dir.path(), &config, "node-uid");
         assert_eq!(want.len(), 1);

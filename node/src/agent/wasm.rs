@@ -56,7 +56,13 @@ impl Drop for PodRuntime {
     }
 }
 
-fn exit(code: i32, signal: Option<i32>, oom: bool, started_at: &str, message: Option<String>) -> Exit {
+fn exit(
+    code: i32,
+    signal: Option<i32>,
+    oom: bool,
+    started_at: &str,
+    message: Option<String>,
+) -> Exit {
     Exit {
         code,
         signal,
@@ -75,7 +81,10 @@ fn limits(c: &Container) -> (Option<u64>, Option<u64>) {
         .and_then(|r| r.limits.clone())
         .unwrap_or_default();
     let quantity = |name: &str, f: fn(&str) -> Option<i64>| {
-        limits.get(name).and_then(|q| f(&q.0)).map(|v| v.max(1) as u64)
+        limits
+            .get(name)
+            .and_then(|q| f(&q.0))
+            .map(|v| v.max(1) as u64)
     };
     (
         quantity("memory", peapod_control::resources::quantity::value),
@@ -106,11 +115,15 @@ pub async fn start(
             ),
         ));
     };
-    let env: Vec<(String, String)> = env::resolve(ctx.pod, c, &[], ctx.sources, ctx.addrs, ctx.service_env)
-        .map_err(|e| LaunchError::new("CreateContainerConfigError", e.to_string()))?
-        .into_iter()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
+    let env: Vec<(String, String)> =
+        env::resolve(ctx.pod, c, &[], ctx.sources, ctx.addrs, ctx.service_env)
+            .map_err(|e| LaunchError::new("CreateContainerConfigError", e.to_string()))?
+            .into_iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
     let digest = image.digest.clone();
     let loader = wasm.clone();
     let loaded = tokio::task::spawn_blocking(move || loader.load(&digest, &module))
@@ -186,7 +199,13 @@ pub async fn start(
             }
         });
     } else {
-        let mut args = command_line(c, image, &env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>());
+        let mut args = command_line(
+            c,
+            image,
+            &env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        );
         if c.command.is_none() {
             // argv[0] is the program's name; the container's stands in.
             args.insert(0, c.name.clone());

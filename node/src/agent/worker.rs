@@ -143,6 +143,8 @@ impl Worker {
                 return;
             }
             if self.finished.is_none() {
+                // Visible to logs and exec before a long pull or compile.
+                self.publish();
                 self.sync().await;
             }
             self.report().await;
@@ -278,7 +280,24 @@ impl Worker {
                     container_id: t.container_id.clone(),
                 });
             any_app |= is_app;
-            if let Some(running) = oci.running(&record.id) {
+            c.wasm = record.wasm;
+            let was_running = reported
+                .as_ref()
+                .and_then(|s| s.state.as_ref())
+                .is_some_and(|s| s.running.is_some());
+            if record.wasm && was_running {
+                // Wasm instances lived in the previous agent: this run ended
+                // with it, and the restart policy decides what comes next.
+                c.current = Current::Terminated(Terminated {
+                    exit_code: 137,
+                    signal: Some(9),
+                    reason: "Error".into(),
+                    message: Some("the node agent restarted".into()),
+                    started_at: None,
+                    finished_at: now(),
+                    container_id: Some(super::container::container_id(&record.id)),
+                });
+            } else if let Some(running) = oci.running(&record.id) {
                 tracing::info!("pod {uid}: re-adopting running container {name}");
                 c.current = Current::Running(Run::Oci(running));
             } else if let Some(exit) = oci.exit(&record.id) {
@@ -565,15 +584,25 @@ impl Worker {
                 self.app[i].restart_count
             },
         );
-        let runtime_class = self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref());
+        let runtime_class = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.as_deref());
         let is_wasm = image.wasm.is_some() || runtime_class == Some("wasm");
         let started = if is_wasm {
             self.start_wasm(&ctx, c, &image, &id, log).await
         } else {
-            launch::start(&self.node, &ctx, c, &image, &id, log).await.map(Run::Oci)
+            launch::start(&self.node, &ctx, c, &image, &id, log)
+                .await
+                .map(Run::Oci)
         };
         {
-            let state = if init { &mut self.init[i] } else { &mut self.app[i] };
+            let state = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.app[i]
+            };
             state.wasm = is_wasm;
             state.save(&self.dir);
         }
@@ -631,8 +660,13 @@ impl Worker {
         };
         if self.wasm_runtime.get().is_none() {
             let netns = ctx.namespaces.net.clone();
-            let runtime = super::wasm::PodRuntime::new(&netns, &self.pod.name_any())
-                .map_err(|e| LaunchError::new("CreateContainerError", format!("the pod's Wasm runtime: {e}")))?;
+            let runtime =
+                super::wasm::PodRuntime::new(&netns, &self.pod.name_any()).map_err(|e| {
+                    LaunchError::new(
+                        "CreateContainerError",
+                        format!("the pod's Wasm runtime: {e}"),
+                    )
+                })?;
             let _ = self.wasm_runtime.set(runtime);
         }
         let handle = self.wasm_runtime.get().expect("just made").handle().clone();
@@ -806,6 +840,11 @@ impl Worker {
     }
 
     async fn report(&mut self) {
+        // A pod that had already ended when this worker started keeps the
+        // status it ended with: nothing of it runs to report on.
+        if self.finished.is_some() && self.reported.is_none() && self.pod_was_terminal() {
+            return;
+        }
         let facts = PodFacts {
             pod: &self.pod,
             pod_ip: self.sandbox.as_ref().map(|s| s.ip.to_string()),
@@ -841,6 +880,14 @@ impl Worker {
                 self.retry_at = Some(Instant::now() + RETRY);
             }
         }
+    }
+
+    fn pod_was_terminal(&self) -> bool {
+        self.pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| matches!(p, "Succeeded" | "Failed"))
     }
 
     /// Makes what runs visible to the node's API (logs, exec).

@@ -33,12 +33,21 @@ pub struct Redirects {
     pub always: HashMap<(String, String), SocketAddrV4>,
 }
 
+/// The node's Ingress ports and the local ports the Ingress proxy listens
+/// on: (node port, local port) for HTTP and HTTPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngressPorts {
+    pub http: (u16, u16),
+    pub https: (u16, u16),
+}
+
 #[derive(Clone)]
 pub struct ProxyConfig {
     /// Chain name prefix (`PEAPOD`).
     pub prefix: String,
     pub cluster_cidr: Ipv4Net,
     pub redirects: Arc<RwLock<Redirects>>,
+    pub ingress: IngressPorts,
 }
 
 type Key = (String, String);
@@ -161,7 +170,8 @@ impl State {
 fn sync(config: &ProxyConfig, ports: &[ServicePort]) -> Result<(), iptables::IptablesError> {
     let chains = Chains::new(&config.prefix);
     let existing = iptables::chains("nat", &chains.per_object_prefixes())?;
-    let rendered = rules::render(&chains, config.cluster_cidr, ports, &existing);
+    let ingress = [config.ingress.http, config.ingress.https];
+    let rendered = rules::render(&chains, config.cluster_cidr, ports, &ingress, &existing);
     iptables::restore(&format!("{}{}", rendered.nat, rendered.filter))
 }
 

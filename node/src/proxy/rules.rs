@@ -124,11 +124,13 @@ fn comment(p: &ServicePort, what: &str) -> String {
 
 /// Renders the rules for `ports`; chains of `existing` (per-object chains
 /// on the host) that are no longer wanted are flushed and deleted in the
-/// same transaction.
+/// same transaction. `ingress` lists (node port, local port) pairs steered
+/// to the Ingress proxy on every local address.
 pub fn render(
     chains: &Chains,
     cluster_cidr: Ipv4Net,
     ports: &[ServicePort],
+    ingress: &[(u16, u16)],
     existing: &BTreeSet<String>,
 ) -> Rendered {
     let mut declared: BTreeSet<String> = BTreeSet::new();
@@ -225,6 +227,11 @@ pub fn render(
             ));
         }
     }
+    for (port, local) in ingress {
+        rules.push(format!(
+            "-A {services} -m comment --comment \"ingress\" -m addrtype --dst-type LOCAL -p tcp -m tcp --dport {port} -j REDIRECT --to-ports {local}"
+        ));
+    }
     rules.push(format!("-A {services} -m comment --comment \"node ports\" -m addrtype --dst-type LOCAL -j {node_ports}"));
 
     let mut nat = String::from("*nat\n");
@@ -288,6 +295,7 @@ mod tests {
             &chains,
             "10.244.0.0/16".parse().unwrap(),
             &[port(&["10.244.0.5:8080", "10.244.1.7:8080"])],
+            &[],
             &BTreeSet::new(),
         );
         assert!(
@@ -311,8 +319,10 @@ mod tests {
             &chains,
             "10.244.0.0/16".parse().unwrap(),
             &[port(&[])],
+            &[(80, 41234)],
             &stale,
         );
+        assert!(r.nat.contains("--dport 80 -j REDIRECT --to-ports 41234"));
         assert!(
             r.filter
                 .contains("-d 10.96.0.20/32 -p tcp -m tcp --dport 80 -j REJECT")
@@ -331,6 +341,7 @@ mod tests {
             &chains,
             "10.244.0.0/16".parse().unwrap(),
             &[p],
+            &[],
             &BTreeSet::new(),
         );
         assert!(r.nat.contains("-j DNAT --to-destination 10.244.0.1:8012"));
@@ -346,6 +357,7 @@ mod tests {
             &chains,
             "10.244.0.0/16".parse().unwrap(),
             &[p],
+            &[],
             &BTreeSet::new(),
         );
         assert!(r.nat.contains("--rcheck --seconds 10800 --reap"));

@@ -23,9 +23,9 @@ pub async fn push_wasm(
             message: "the file is not a WebAssembly binary".into(),
         });
     }
-    let parsed: Reference = reference
-        .parse()
-        .map_err(|e: oci_client::ParseError| ImageError::Reference(reference.into(), e.to_string()))?;
+    let parsed: Reference = reference.parse().map_err(|e: oci_client::ParseError| {
+        ImageError::Reference(reference.into(), e.to_string())
+    })?;
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(insecure),
         ..Default::default()

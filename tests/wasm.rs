@@ -1,0 +1,251 @@
+//! Wasm containers end to end (needs root and the wasm32-wasip2 target):
+//! the samples, pushed to a local registry as Wasm OCI artifacts, run as
+//! pods of `peapod up` with the real kubectl. The HTTP function answers on
+//! its pod IP, its Service and an Ingress; the mixed pod's sidecar reaches
+//! it over localhost; the command exits with its code; a memory bomb and
+//! an endless loop are contained; an agent restart restarts Wasm
+//! containers and counts it; 200 Wasm pods run on one node.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::registry::Registry;
+use support::{Server, eventually, up_flags};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn push_samples(registry: &Registry) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/wasm/push.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(&registry.address)
+        .env("PEAPOD", env!("CARGO_BIN_EXE_peapod"))
+        .output()
+        .expect("run push.sh");
+    assert!(
+        out.status.success(),
+        "pushing the Wasm samples failed (is the wasm32-wasip2 target installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sample(name: &str, registry: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/wasm")
+        .join(name);
+    std::fs::read_to_string(path)
+        .expect("sample manifest")
+        .replace("REGISTRY", registry)
+}
+
+fn http(addr: &str, host: Option<&str>, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut conn =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let host = host.unwrap_or(addr);
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn status(s: &Server, pod: &str) -> Value {
+    let v: Value = serde_json::from_str(&s.ok(&["get", "pod", pod, "-o", "json"])).unwrap();
+    v["status"]["containerStatuses"][0].clone()
+}
+
+#[test]
+fn wasm_pods_serve_run_and_are_contained() {
+    let registry = Registry::start();
+    registry.push_busybox();
+    push_samples(&registry);
+    let run = tempfile::tempdir().unwrap();
+    let ingress_port = 20000 + (std::process::id() % 5000) as u16;
+    let mut flags = up_flags("wasm", run.path());
+    flags.extend(
+        [
+            "--insecure-registry",
+            &registry.address,
+            "--ingress-port",
+            &ingress_port.to_string(),
+            "--ingress-tls-port",
+            &(ingress_port + 1).to_string(),
+            "--max-pods",
+            "250",
+        ]
+        .map(String::from),
+    );
+    let s = Server::up(flags.clone());
+    assert!(eventually(WAIT, || s
+        .ok(&["get", "nodes", "--show-labels"])
+        .contains("runtime.peapod.dev/wasm=true")));
+    for manifest in [
+        "hello-http.yaml",
+        "mixed.yaml",
+        "read-volume.yaml",
+        "misbehave.yaml",
+    ] {
+        s.apply(&sample(manifest, &registry.address));
+    }
+
+    // The HTTP function on its pod IP, its Service, and the Ingress.
+    assert!(
+        eventually(WAIT, || s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=hello-wasm",
+            "-o",
+            "jsonpath={.items[*].status.containerStatuses[*].ready}"
+        ]) == "true"),
+        "{}\n{}",
+        s.ok(&["describe", "pods", "-l", "app=hello-wasm"]),
+        s.log()
+    );
+    let ip = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=hello-wasm",
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
+    ]);
+    assert_eq!(
+        http(&format!("{ip}:8080"), None, "/by-ip").as_deref(),
+        Some("hello from wasm at /by-ip (0 bytes received)\n")
+    );
+    let cluster_ip = s.ok(&[
+        "get",
+        "svc",
+        "hello-wasm",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert!(
+        http(&format!("{cluster_ip}:80"), None, "/by-service")
+            .is_some_and(|b| b.contains("at /by-service"))
+    );
+    assert!(eventually(WAIT, || http(
+        &format!("127.0.0.1:{ingress_port}"),
+        Some("hello.example.com"),
+        "/by-ingress"
+    )
+    .is_some_and(|b| b.contains("at /by-ingress"))));
+    let err = s.fails(&["exec", "deploy/hello-wasm", "--", "ls"]);
+    assert!(
+        err.contains("WebAssembly container: exec is not supported"),
+        "{err}"
+    );
+
+    // The mixed pod: the sidecar reaches the function over localhost.
+    assert!(
+        eventually(WAIT, || String::from_utf8_lossy(
+            &s.kubectl(&["logs", "mixed", "-c", "sidecar"]).stdout
+        )
+        .contains("hello neighbour from wasm at /from-sidecar")),
+        "{}",
+        s.ok(&["describe", "pod", "mixed"])
+    );
+
+    // The command runs to completion; its exit code is in the status.
+    assert!(eventually(
+        WAIT,
+        || status(&s, "reader")["state"]["terminated"]["exitCode"] == 3
+    ));
+    assert!(
+        s.ok(&["logs", "reader"])
+            .starts_with("/data/input.txt: 3 lines\n")
+    );
+
+    // Contained: the memory bomb is OOM killed and restarted; the endless
+    // loop runs on while the function keeps answering promptly.
+    assert!(
+        eventually(WAIT, || {
+            let c = status(&s, "memory-bomb");
+            c["lastState"]["terminated"]["reason"] == "OOMKilled"
+                && c["restartCount"].as_u64() >= Some(1)
+        }),
+        "{}",
+        s.ok(&["describe", "pod", "memory-bomb"])
+    );
+    assert!(eventually(WAIT, || {
+        status(&s, "spinner")["state"]["running"].is_object()
+    }));
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert!(http(&format!("{ip}:8080"), None, "/").is_some());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?} for 20 requests",
+        started.elapsed()
+    );
+
+    // An agent restart restarts Wasm containers, and counts it.
+    let before = status(&s, "mixed");
+    let dir = s.kill();
+    let s = Server::up_in(dir, flags);
+    assert!(
+        eventually(WAIT, || {
+            let v: Value =
+                serde_json::from_str(&s.ok(&["get", "pod", "mixed", "-o", "json"])).unwrap();
+            let function = v["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == "function")
+                .cloned()
+                .unwrap_or_default();
+            function["ready"] == true
+                && function["restartCount"].as_u64() > before["restartCount"].as_u64().or(Some(0))
+        }),
+        "{}",
+        s.ok(&["get", "pod", "mixed", "-o", "yaml"])
+    );
+
+    // Two hundred Wasm pods on one node.
+    s.ok(&[
+        "delete",
+        "pod",
+        "memory-bomb",
+        "spinner",
+        "--grace-period=0",
+    ]);
+    s.ok(&["scale", "deployment", "hello-wasm", "--replicas=200"]);
+    assert!(
+        eventually(Duration::from_secs(300), || s.ok(&[
+            "get",
+            "deployment",
+            "hello-wasm",
+            "-o",
+            "jsonpath={.status.readyReplicas}"
+        ]) == "200"),
+        "{}",
+        s.ok(&["get", "deployment", "hello-wasm"])
+    );
+    let ips = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=hello-wasm",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 200);
+    for ip in ips.iter().step_by(20) {
+        assert!(
+            http(&format!("{ip}:8080"), None, "/").is_some(),
+            "{ip} does not answer"
+        );
+    }
+    s.ok(&["delete", "deployment", "hello-wasm"]);
+    assert!(eventually(Duration::from_secs(300), || s
+        .ok(&["get", "pods", "-l", "app=hello-wasm", "-o", "name"])
+        .is_empty()));
+}
