@@ -148,6 +148,27 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
 
+    // port-forward reaches the pod's port from a local one.
+    let mut forward = s
+        .command(&["port-forward", "pod/duo", ":8080"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut forwarding = BufReader::new(forward.stdout.take().unwrap()).lines();
+    let first = forwarding.next().unwrap().unwrap();
+    let local = first
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected port-forward output {first:?}"))
+        .to_string();
+    let port: u16 = local.parse().unwrap();
+    assert_eq!(
+        http_get("127.0.0.1", port, "/index.html").as_deref(),
+        Some("hello from duo with hunter2\n")
+    );
+    let _ = forward.kill();
+    let _ = forward.wait();
+
     // logs -f follows new output.
     let mut follow = s
         .command(&["logs", "-f", "ticker"])

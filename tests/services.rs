@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::registry::Registry;
-use support::{Server, eventually, manifest, up_flags};
+use support::{Server, eventually, flag_value, manifest, up_flags};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -49,7 +49,7 @@ fn services_answer_by_cluster_ip_node_port_and_name() {
     flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
     let node_ip = peapod_node_ip();
     flags.extend(["--node-ip".to_string(), node_ip.clone()]);
-    let s = Server::up(flags);
+    let s = Server::up(flags.clone());
     assert!(
         eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
         "{}",
@@ -170,6 +170,96 @@ fn services_answer_by_cluster_ip_node_port_and_name() {
     assert!(env.contains(&format!("WEB_SERVICE_HOST={ip}\n")), "{env}");
     assert!(env.contains("WEB_SERVICE_PORT_HTTP=80\n"), "{env}");
     assert!(env.contains(&format!("WEB_PORT=tcp://{ip}:80\n")), "{env}");
+
+    // Through an Ingress, by host and path, over plain HTTP and TLS (SNI).
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=web.example.com",
+        ])
+        .args(["-addext", "subjectAltName=DNS:web.example.com", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    s.ok(&[
+        "create",
+        "secret",
+        "tls",
+        "web-tls",
+        "--cert",
+        &cert.display().to_string(),
+        "--key",
+        &key.display().to_string(),
+    ]);
+    s.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  tls: [{hosts: [web.example.com], secretName: web-tls}]\n  rules:\n  - host: web.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}\n",
+    );
+    let (http_port, tls_port) = (
+        flag_value(&flags, "--ingress-port"),
+        flag_value(&flags, "--ingress-tls-port"),
+    );
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "3"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let plain = format!("http://127.0.0.1:{http_port}/");
+    assert!(
+        eventually(WAIT, || pods.contains(&curl(&[
+            "-H",
+            "Host: web.example.com",
+            &plain
+        ]))),
+        "ingress over HTTP: {}",
+        curl(&["-i", "-H", "Host: web.example.com", &plain])
+    );
+    let resolve = format!("web.example.com:{tls_port}:127.0.0.1");
+    let secure = format!("https://web.example.com:{tls_port}/");
+    let tls_answers = answers(10, || {
+        let body = curl(&[
+            "--cacert",
+            &cert.display().to_string(),
+            "--resolve",
+            &resolve,
+            &secure,
+        ]);
+        (!body.is_empty()).then_some(body)
+    });
+    assert_eq!(
+        tls_answers, pods,
+        "ingress over TLS with the Secret's certificate"
+    );
+    assert!(curl(&["-i", "-H", "Host: nobody.example.com", &plain]).contains(" 404 "));
+    let address = s.ok(&[
+        "get",
+        "ingress",
+        "web",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ]);
+    assert_eq!(
+        address, node_ip,
+        "the Ingress status carries the node address"
+    );
 
     // A deleted Service takes its rules with it.
     assert!(iptables_mentions("default/web:http"));

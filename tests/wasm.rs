@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::registry::Registry;
-use support::{Server, eventually, up_flags};
+use support::{Server, eventually, flag_value, up_flags};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -65,16 +65,12 @@ fn wasm_pods_serve_run_and_are_contained() {
     registry.push_busybox();
     push_samples(&registry);
     let run = tempfile::tempdir().unwrap();
-    let ingress_port = 20000 + (std::process::id() % 5000) as u16;
     let mut flags = up_flags("wasm", run.path());
+    let ingress_port = flag_value(&flags, "--ingress-port");
     flags.extend(
         [
             "--insecure-registry",
             &registry.address,
-            "--ingress-port",
-            &ingress_port.to_string(),
-            "--ingress-tls-port",
-            &(ingress_port + 1).to_string(),
             "--max-pods",
             "250",
         ]

@@ -63,6 +63,11 @@ impl Server {
         Ok(server)
     }
 
+    /// The server process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let config = kube::config::Kubeconfig::read_from(self.dir.path().join("kubeconfig"))?;
         let config = kube::Config::from_custom_kubeconfig(

@@ -49,8 +49,22 @@ pub fn up_flags(tag: &str, run_dir: &Path) -> Vec<String> {
         "0".into(),
         "--name".into(),
         format!("{tag}-node"),
+        "--ingress-port".into(),
+        (20000 + (id % 4000) * 2).to_string(),
+        "--ingress-tls-port".into(),
+        (20001 + (id % 4000) * 2).to_string(),
     ]
     .to_vec()
+}
+
+/// The value of `--flag` among `flags`.
+pub fn flag_value(flags: &[String], flag: &str) -> String {
+    flags
+        .iter()
+        .skip_while(|f| *f != flag)
+        .nth(1)
+        .cloned()
+        .unwrap_or_default()
 }
 
 impl Server {

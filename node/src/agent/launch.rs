@@ -100,10 +100,23 @@ fn resources(c: &Container) -> Resources {
     }
 }
 
-fn security(c: &Container) -> Security {
+fn security(pod: &Pod, c: &Container) -> Security {
     let s: SecurityContext = c.security_context.clone().unwrap_or_default();
-    let caps = s.capabilities.unwrap_or_default();
+    let caps = s.capabilities.clone().unwrap_or_default();
+    // The container's seccompProfile over the pod's; RuntimeDefault unless
+    // one says Unconfined (Kubernetes' default is Unconfined, Peapod's the
+    // safer RuntimeDefault, as the issue of the node agent asks).
+    let profile = s
+        .seccomp_profile
+        .as_ref()
+        .or(pod
+            .spec
+            .as_ref()
+            .and_then(|p| p.security_context.as_ref())
+            .and_then(|p| p.seccomp_profile.as_ref()))
+        .map(|p| p.type_.clone());
     Security {
+        seccomp: profile.as_deref() != Some("Unconfined"),
         privileged: s.privileged.unwrap_or(false),
         allow_privilege_escalation: s.allow_privilege_escalation.unwrap_or(false),
         readonly_rootfs: s.read_only_root_filesystem.unwrap_or(false),
@@ -371,7 +384,7 @@ pub async fn start(
         namespaces: ctx.namespaces.clone(),
         cgroup_parent: cgroup_parent(&ctx.pod.uid().unwrap_or_default()),
         resources: resources(c),
-        security: security(c),
+        security: security(ctx.pod, c),
         log,
     };
     node.oci

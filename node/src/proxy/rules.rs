@@ -227,7 +227,8 @@ pub fn render(
             ));
         }
     }
-    for (port, local) in ingress {
+    // Port 0: Ingress is not steered from any node port.
+    for (port, local) in ingress.iter().filter(|(port, _)| *port != 0) {
         rules.push(format!(
             "-A {services} -m comment --comment \"ingress\" -m addrtype --dst-type LOCAL -p tcp -m tcp --dport {port} -j REDIRECT --to-ports {local}"
         ));

@@ -9,6 +9,7 @@
 pub mod exec;
 mod pidfd;
 mod profile;
+mod seccomp;
 pub mod shim;
 mod spec;
 pub mod user;
@@ -70,6 +71,8 @@ pub struct Security {
     /// Capability names as Kubernetes writes them (`NET_ADMIN`, `ALL`).
     pub add_capabilities: Vec<String>,
     pub drop_capabilities: Vec<String>,
+    /// Apply the default seccomp profile (`RuntimeDefault`).
+    pub seccomp: bool,
 }
 
 /// cgroup limits.

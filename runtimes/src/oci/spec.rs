@@ -115,6 +115,9 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, OciSpecError> {
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(config.cgroup_path()))
         .resources(resources);
+    if config.security.seccomp && !privileged {
+        linux = linux.seccomp(super::seccomp::default_profile()?);
+    }
     linux = if privileged {
         linux.masked_paths(vec![]).readonly_paths(vec![])
     } else {
@@ -195,6 +198,15 @@ mod tests {
             .unwrap();
         assert!(caps.iter().any(|c| c == "CAP_CHOWN"));
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(json["linux"].get("seccomp").is_none());
+        let mut confined = config();
+        confined.security.seccomp = true;
+        let json = serde_json::to_value(build(&confined).unwrap()).unwrap();
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        let refused = json["linux"]["seccomp"]["syscalls"][0]["names"]
+            .as_array()
+            .unwrap();
+        assert!(refused.iter().any(|n| n == "mount"));
     }
 
     #[test]
