@@ -1,6 +1,7 @@
 //! Peapod's node agent: joining a cluster, the agent that runs pods,
 //! pod networking, and hollow nodes for testing the control plane at scale.
 
+pub mod activator;
 pub mod agent;
 pub mod dns;
 pub mod hollow;
@@ -9,3 +10,4 @@ pub mod join;
 pub mod lease;
 pub mod network;
 pub mod proxy;
+pub mod traffic;

@@ -198,6 +198,12 @@ pub struct ServerArgs {
     /// The range of node ports, `first-last`.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// Knative Services answer at `<name>.<namespace>.<domain>`.
+    #[arg(long, default_value = "example.com")]
+    pub domain: String,
+    /// Seconds a function goes without requests before it scales to zero.
+    #[arg(long, default_value_t = 30)]
+    pub scale_to_zero_grace_period: u64,
     /// A control-plane loop not to run here (scheduler, deployment,
     /// replicaset, statefulset, daemonset, job, cronjob, garbagecollector,
     /// nodeipam, nodelifecycle); repeatable.

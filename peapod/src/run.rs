@@ -90,6 +90,8 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             disabled: args.disable_controllers.clone(),
             cluster_cidr: args.cluster_cidr,
             node_cidr_mask_size: args.node_cidr_mask_size,
+            domain: args.domain.clone(),
+            scale_to_zero_grace_period: Duration::from_secs(args.scale_to_zero_grace_period),
         },
     })
 }

@@ -137,9 +137,42 @@ fn container(pod: &Value, query: &[(String, String)]) -> ApiResult<String> {
     }
 }
 
+/// `nodes/<name>/proxy/<path>`: the node's own API, as kube-apiserver
+/// proxies to the kubelet (statistics, for the autoscaler).
+async fn node_api(api: &Arc<Api>, node_name: &str, req: Request) -> ApiResult<Response> {
+    let nodes = api
+        .catalog
+        .lookup("", "v1", "nodes")
+        .expect("nodes are served");
+    let node = api
+        .objects
+        .get(Target {
+            rt: nodes,
+            namespace: None,
+            name: node_name,
+        })
+        .await?;
+    let endpoint = node_endpoint(&node)
+        .ok_or_else(|| ApiError::service_unavailable(format!("node {node_name} has no address")))?;
+    let marker = format!("/nodes/{node_name}/proxy");
+    let path = req.uri().path();
+    let rest = path
+        .find(&marker)
+        .map_or("/", |i| &path[i + marker.len()..]);
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let uri = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    forward(api, &endpoint, node_name, &uri, req).await
+}
+
 /// Serves `pods/log`, `pods/exec` and the other node-served subresources.
 pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<Response> {
     let sub = rp.subresource.expect("a subresource");
+    if rp.rt.plural == "nodes" && rp.rt.group.is_empty() {
+        return node_api(api, rp.name.as_deref().unwrap_or_default(), req).await;
+    }
     let (ns, name) = (
         rp.namespace.clone().unwrap_or_default(),
         rp.name.clone().unwrap_or_default(),

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::Context;
 use crate::objects::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+use crate::resources::knative::{KnativeService, Revision};
 
 /// The kinds the collector follows: every kind Peapod's controllers own
 /// objects of, and every kind that owns.
@@ -43,6 +44,9 @@ fn kinds() -> Vec<ApiResource> {
         ApiResource::erase::<core::Secret>(&()),
         ApiResource::erase::<core::PersistentVolumeClaim>(&()),
         ApiResource::erase::<discovery::EndpointSlice>(&()),
+        ApiResource::erase::<k8s_openapi::api::networking::v1::Ingress>(&()),
+        ApiResource::erase::<KnativeService>(&()),
+        ApiResource::erase::<Revision>(&()),
     ]
 }
 
@@ -51,7 +55,7 @@ struct Item {
     resource: usize,
     namespace: Option<String>,
     name: String,
-    /// (owner uid, owner kind).
+    /// (owner uid, owner `apiVersion/Kind`).
     owners: Vec<(String, String)>,
     finalizers: Vec<String>,
     deleting: bool,
@@ -62,7 +66,8 @@ struct Graph {
     items: HashMap<String, Item>,
     /// Owner uid → dependent uids.
     dependents: HashMap<String, HashSet<String>>,
-    /// Kinds (`Kind`) the graph follows; owners of other kinds are assumed to exist.
+    /// Kinds (`apiVersion/Kind`, since a Knative `Service` is not a core
+    /// `Service`) the graph follows; owners of other kinds are assumed to exist.
     followed: HashSet<String>,
     synced: HashSet<usize>,
     dirty: HashSet<String>,
@@ -79,7 +84,7 @@ impl Graph {
             .owner_references
             .iter()
             .flatten()
-            .map(|r| (r.uid.clone(), r.kind.clone()))
+            .map(|r| (r.uid.clone(), format!("{}/{}", r.api_version, r.kind)))
             .collect();
         for (o, _) in &owners {
             self.dependents
@@ -158,7 +163,10 @@ pub async fn run(ctx: Arc<Context>) {
         });
     }
     let mut graph = Graph {
-        followed: resources.iter().map(|r| r.kind.clone()).collect(),
+        followed: resources
+            .iter()
+            .map(|r| format!("{}/{}", r.api_version, r.kind))
+            .collect(),
         resources,
         items: HashMap::new(),
         dependents: HashMap::new(),

@@ -1,6 +1,7 @@
 //! Loops that run inside the control plane. Each is a client of the API
 //! (through the in-process client), never of the store.
 
+mod autoscaler;
 pub mod client;
 pub mod common;
 mod cronjob;
@@ -10,6 +11,7 @@ pub mod endpoints;
 pub mod events;
 mod gc;
 mod job;
+pub mod knative;
 pub mod namespace;
 mod nodeipam;
 pub mod nodelifecycle;
@@ -35,6 +37,10 @@ pub struct Settings {
     pub cluster_cidr: ipnet::Ipv4Net,
     /// The prefix length of each node's pod CIDR.
     pub node_cidr_mask_size: u8,
+    /// Knative Services answer at `<name>.<namespace>.<domain>`.
+    pub domain: String,
+    /// How long a function goes without requests before it scales to zero.
+    pub scale_to_zero_grace_period: Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +51,8 @@ impl Default for Settings {
             disabled: Vec::new(),
             cluster_cidr: "10.244.0.0/16".parse().expect("a valid CIDR"),
             node_cidr_mask_size: 24,
+            domain: "example.com".into(),
+            scale_to_zero_grace_period: Duration::from_secs(30),
         }
     }
 }
@@ -87,6 +95,11 @@ pub fn start(client: kube::Client, settings: Settings) {
     }
     if enabled("endpoints") {
         tokio::spawn(endpoints::run(ctx.clone()));
+    }
+    if enabled("knative") {
+        tokio::spawn(knative::run_services(ctx.clone()));
+        tokio::spawn(knative::run_revisions(ctx.clone()));
+        tokio::spawn(autoscaler::run(ctx.clone()));
     }
     if enabled("nodeipam") {
         tokio::spawn(nodeipam::run(ctx.clone()));

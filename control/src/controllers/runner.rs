@@ -24,9 +24,20 @@ pub enum Error {
     Other(String),
 }
 
-/// Back off and retry after a failed reconcile.
-fn error_policy<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
-    tracing::debug!("reconcile failed: {e}");
+/// Back off and retry after a failed reconcile. Conflicts are routine
+/// (another writer got there first); anything else is worth a warning.
+fn error_policy<K: Resource<DynamicType = ()>>(o: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
+    let what = format!(
+        "{} {}",
+        K::kind(&()),
+        o.meta().name.as_deref().unwrap_or("")
+    );
+    match e {
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!("reconciling {what}: {e}")
+        }
+        _ => tracing::warn!("reconciling {what}: {e}"),
+    }
     Action::requeue(Duration::from_secs(2))
 }
 

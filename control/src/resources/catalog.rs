@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::Subresource::{self, *};
-use super::{DecodeError, ResourceType};
+use super::{DecodeError, ResourceType, knative};
 
 /// Whether a `k8s-openapi` scope marker means namespaced.
 trait Scope {
@@ -64,6 +64,8 @@ where
 }
 
 const ALL: &[&str] = &["all"];
+/// Knative's categories for its kinds.
+const KNATIVE: &[&str] = &["all", "knative", "serving"];
 const NONE: &[&str] = &[];
 
 /// Every served resource, with lookups by the names clients use.
@@ -121,6 +123,8 @@ impl Catalog {
             kind::<node::RuntimeClass>(NONE, NONE, &[]),
             kind::<coordination::Lease>(NONE, NONE, &[]),
             kind::<discovery::EndpointSlice>(NONE, NONE, &[]),
+            kind::<knative::KnativeService>(&["kservice", "ksvc"], KNATIVE, &[Status]),
+            kind::<knative::Revision>(&["rev"], KNATIVE, &[Status]),
         ];
         let by_path = types
             .iter()

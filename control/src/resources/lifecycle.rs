@@ -8,19 +8,20 @@ use super::{ResourceType, Subresource};
 
 /// Kinds whose `metadata.generation` tracks changes to their spec.
 fn tracks_generation(rt: &ResourceType) -> bool {
-    matches!(
-        rt.kind,
-        "Pod"
-            | "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "Job"
-            | "CronJob"
-            | "Ingress"
-            | "IngressClass"
-            | "EndpointSlice"
-    )
+    rt.group == super::knative::GROUP
+        || matches!(
+            rt.kind,
+            "Pod"
+                | "Deployment"
+                | "ReplicaSet"
+                | "StatefulSet"
+                | "DaemonSet"
+                | "Job"
+                | "CronJob"
+                | "Ingress"
+                | "IngressClass"
+                | "EndpointSlice"
+        )
 }
 
 /// Prepares a new object: resets status, sets generation and server-owned fields.
@@ -75,7 +76,7 @@ fn initial_status(rt: &ResourceType, object: &Value) -> Value {
             json!({"phase": "Pending", "lastPhaseTransitionTime": crate::objects::now()})
         }
         "PersistentVolumeClaim" => json!({"phase": "Pending"}),
-        "Service" => json!({"loadBalancer": {}}),
+        "Service" if rt.group.is_empty() => json!({"loadBalancer": {}}),
         _ => json!({}),
     }
 }

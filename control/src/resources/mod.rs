@@ -7,6 +7,7 @@
 mod catalog;
 pub mod defaults;
 pub mod fields;
+pub mod knative;
 pub mod lifecycle;
 pub mod quantity;
 pub mod table;

@@ -98,6 +98,8 @@ pub struct NodeCtx {
     /// Where the Ingress proxy sends a Service's requests while it has no
     /// ready endpoint.
     pub fallbacks: Arc<std::sync::RwLock<HashMap<(String, String), std::net::SocketAddr>>>,
+    /// Requests per Service through this node's Ingress and activator.
+    pub traffic: crate::traffic::Traffic,
 }
 
 impl NodeCtx {
@@ -279,6 +281,7 @@ pub async fn run(
         redirects: redirects.clone(),
         proxy_poke,
         fallbacks: Arc::default(),
+        traffic: Default::default(),
         config: config.clone(),
     });
     tokio::spawn(server::serve(server, node.clone()));
@@ -289,7 +292,24 @@ pub async fn run(
     ));
     tokio::spawn(static_pods::run(client.clone(), config.clone()));
     tokio::spawn(peers::run(node.clone()));
-    let ingress = start_ingress(&client, &config, node.fallbacks.clone()).await?;
+    let activator = crate::activator::Activator::new(
+        client.clone(),
+        node.network.gateway(),
+        crate::activator::Steering {
+            redirects: node.redirects.clone(),
+            fallbacks: node.fallbacks.clone(),
+            poke: node.proxy_poke.clone(),
+        },
+        node.traffic.clone(),
+    );
+    tokio::spawn(activator.run());
+    let ingress = start_ingress(
+        &client,
+        &config,
+        node.fallbacks.clone(),
+        node.traffic.clone(),
+    )
+    .await?;
     tokio::spawn(crate::proxy::run(
         client.clone(),
         crate::proxy::ProxyConfig {
@@ -315,6 +335,7 @@ async fn start_ingress(
     client: &kube::Client,
     config: &AgentConfig,
     fallbacks: Arc<std::sync::RwLock<HashMap<(String, String), std::net::SocketAddr>>>,
+    traffic: crate::traffic::Traffic,
 ) -> Result<crate::proxy::IngressPorts, AgentError> {
     let http = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await?;
     let https = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await?;
@@ -330,7 +351,9 @@ async fn start_ingress(
     };
     let client = client.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::ingress::serve(client, ingress, fallbacks, http, https).await {
+        if let Err(e) =
+            crate::ingress::serve(client, ingress, fallbacks, http, https, traffic).await
+        {
             tracing::error!("ingress: {e}");
         }
     });

@@ -55,6 +55,7 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/stats/functions", get(function_stats))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route(
             "/exec/{ns}/{pod}/{container}",
@@ -68,6 +69,14 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
     if let Err(e) = peapod_control::api::tls::serve(listener, tls, app).await {
         tracing::error!("node API stopped: {e}");
     }
+}
+
+/// Requests per Service through this node's Ingress and activator.
+async fn function_stats(State(node): State<Arc<NodeCtx>>, headers: HeaderMap) -> Response {
+    if !authorized(&node, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    axum::Json(node.traffic.snapshot()).into_response()
 }
 
 fn authorized(node: &NodeCtx, headers: &HeaderMap) -> bool {

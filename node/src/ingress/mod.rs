@@ -72,7 +72,7 @@ pub async fn run(
     };
     let http = bind(config.http).await?;
     let https = bind(config.https).await?;
-    serve(client, config, fallback, http, https).await
+    serve(client, config, fallback, http, https, Default::default()).await
 }
 
 /// [`run`] on listeners the caller has bound (tests, or ports picked by
@@ -83,6 +83,7 @@ pub async fn serve(
     fallback: Arc<RwLock<HashMap<(String, String), SocketAddr>>>,
     http: TcpListener,
     https: TcpListener,
+    traffic: crate::traffic::Traffic,
 ) -> Result<(), IngressError> {
     let routes: proxy::SharedRoutes = Arc::new(RwLock::new(Arc::new(RouteTable::default())));
     let certs: tls::SharedCerts = Arc::new(RwLock::new(Arc::new(CertTable::default())));
@@ -91,7 +92,7 @@ pub async fn serve(
     let own_cert = tls::self_signed(vec!["localhost".into(), config.node_ip.to_string()])?;
     let resolver = Arc::new(CertResolver::new(certs.clone(), Arc::new(own_cert)));
     let tls_config = tls::server_config(resolver)?;
-    let proxy = Proxy::new(routes.clone(), fallback);
+    let proxy = Proxy::with_traffic(routes.clone(), fallback, traffic);
     tracing::info!(
         "ingress: class {:?}, HTTP on {:?}, HTTPS on {:?}",
         config.class,

@@ -59,6 +59,7 @@ pub struct Proxy {
     routes: SharedRoutes,
     fallbacks: Fallbacks,
     client: Client<HttpConnector, Body>,
+    traffic: crate::traffic::Traffic,
 }
 
 /// A request body ready to send: in memory (can be sent again) or
@@ -70,6 +71,15 @@ enum Outgoing {
 
 impl Proxy {
     pub fn new(routes: SharedRoutes, fallbacks: Fallbacks) -> Proxy {
+        Proxy::with_traffic(routes, fallbacks, Default::default())
+    }
+
+    /// A proxy that counts its requests per backend Service in `traffic`.
+    pub fn with_traffic(
+        routes: SharedRoutes,
+        fallbacks: Fallbacks,
+        traffic: crate::traffic::Traffic,
+    ) -> Proxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -82,6 +92,7 @@ impl Proxy {
             routes,
             fallbacks,
             client,
+            traffic,
         }
     }
 
@@ -144,6 +155,7 @@ impl Proxy {
         let Some(backend) = table.route(host_name, request.uri().path()).cloned() else {
             return text(StatusCode::NOT_FOUND, "404 page not found\n");
         };
+        let _counted = self.traffic.begin(&backend.namespace, &backend.service);
         let targets = self.targets(&backend);
         if targets.is_empty() {
             return text(

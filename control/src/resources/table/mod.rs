@@ -167,6 +167,23 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "Ingress" => vec![NAME, s("Class"), s("Hosts"), s("Address"), s("Ports"), AGE],
         "IngressClass" => vec![NAME, s("Controller"), s("Parameters"), AGE],
+        "knative.Service" => vec![
+            NAME,
+            s("URL"),
+            s("LatestCreated"),
+            s("LatestReady"),
+            s("Ready"),
+            s("Reason"),
+        ],
+        "knative.Revision" => vec![
+            NAME,
+            s("Config Name"),
+            s("Generation"),
+            s("Ready"),
+            s("Reason"),
+            s("Actual Replicas"),
+            s("Desired Replicas"),
+        ],
         "RuntimeClass" => vec![NAME, s("Handler"), AGE],
         "Lease" => vec![NAME, s("Holder"), AGE],
         "EndpointSlice" => vec![NAME, s("AddressType"), s("Ports"), s("Endpoints"), AGE],
@@ -215,6 +232,16 @@ impl IncludeObject {
     }
 }
 
+/// Which printer a kind gets: its kind name, qualified by group for kinds
+/// outside Kubernetes that share a name with a built-in one.
+fn printer(rt: &ResourceType) -> String {
+    if rt.group == crate::resources::knative::GROUP {
+        format!("knative.{}", rt.kind)
+    } else {
+        rt.kind.to_string()
+    }
+}
+
 /// A Table of `objects`; `headers` false leaves out column definitions (as
 /// on every watch event after the first).
 pub fn table(
@@ -228,7 +255,7 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let (cells, conditions) = row(rt.kind, o, now);
+            let (cells, conditions) = row(&printer(rt), o, now);
             let object = match include {
                 IncludeObject::None => Value::Null,
                 IncludeObject::Object => (*o).clone(),
@@ -249,7 +276,7 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
-        "columnDefinitions": if headers { column_definitions(rt.kind) } else { Value::Null },
+        "columnDefinitions": if headers { column_definitions(&printer(rt)) } else { Value::Null },
         "rows": rows,
     })
 }
@@ -742,6 +769,35 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
                 json!(params),
                 age,
             ]
+        }
+        "knative.Service" | "knative.Revision" => {
+            let ready = first_of_type(&status["conditions"], "Ready");
+            let state = ready.map_or(String::new(), |c| or(&c["status"], ""));
+            let reason = ready.map_or(String::new(), |c| or(&c["reason"], ""));
+            if kind == "knative.Service" {
+                vec![
+                    name,
+                    json!(or(&status["url"], "")),
+                    json!(or(&status["latestCreatedRevisionName"], "")),
+                    json!(or(&status["latestReadyRevisionName"], "")),
+                    json!(state),
+                    json!(reason),
+                ]
+            } else {
+                let labels = &o["metadata"]["labels"];
+                vec![
+                    name,
+                    json!(or(&labels["serving.knative.dev/configuration"], "")),
+                    json!(or(
+                        &labels["serving.knative.dev/configurationGeneration"],
+                        ""
+                    )),
+                    json!(state),
+                    json!(reason),
+                    json!(int(&status["actualReplicas"])),
+                    json!(int(&status["desiredReplicas"])),
+                ]
+            }
         }
         "RuntimeClass" => vec![name, json!(or(&o["handler"], "")), age],
         "Lease" => vec![name, json!(or(&spec["holderIdentity"], "")), age],
