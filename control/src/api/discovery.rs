@@ -9,17 +9,6 @@ use crate::resources::{Catalog, ResourceType};
 pub const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// Whether the client asked for aggregated discovery.
 pub fn wants_aggregated(accept: &str) -> bool {
     accept.contains("as=APIGroupDiscoveryList") && accept.contains("v=v2")
@@ -34,30 +23,44 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_entry(group: &str, version: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+/// The groups and their versions, in catalog order; a group's first
+/// version is its preferred one.
+fn grouped(catalog: &Catalog) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for (g, v) in catalog.group_versions() {
+        match out.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, versions)) => versions.push(v),
+            None => out.push((g, vec![v])),
+        }
+    }
+    out
+}
+
+fn group_entry(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": gvs, "preferredVersion": gvs.first()})
 }
 
 /// `GET /apis` (legacy form).
 pub fn groups(catalog: &Catalog) -> Value {
-    let groups: Vec<Value> = catalog
-        .group_versions()
+    let groups: Vec<Value> = grouped(catalog)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| group_entry(g, v))
+        .map(|(g, v)| group_entry(g, &v))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/<group>`.
 pub fn group(catalog: &Catalog, group: &str) -> Value {
-    let version = catalog
-        .group_versions()
+    let versions = grouped(catalog)
         .into_iter()
         .find(|(g, _)| *g == group)
-        .map_or("v1", |(_, v)| v);
-    let mut g = group_entry(group, version);
+        .map_or(vec!["v1"], |(_, v)| v);
+    let mut g = group_entry(group, &versions);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     g
@@ -77,7 +80,7 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Value {
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": VERBS,
+            "verbs": rt.verbs,
             "storageVersionHash": "",
         });
         if !rt.short_names.is_empty() {
@@ -126,7 +129,7 @@ fn discovery_resource(rt: &ResourceType) -> Value {
         "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": rt.singular,
-        "verbs": VERBS,
+        "verbs": rt.verbs,
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);
@@ -142,18 +145,23 @@ fn discovery_resource(rt: &ResourceType) -> Value {
 
 /// Aggregated discovery for `/api` (`core` true) or `/apis`.
 pub fn aggregated(catalog: &Catalog, core: bool) -> Value {
-    let items: Vec<Value> = catalog
-        .group_versions()
+    let items: Vec<Value> = grouped(catalog)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
-        .map(|(g, v)| {
-            let resources: Vec<Value> = catalog
-                .in_group_version(g, v)
-                .map(discovery_resource)
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = catalog
+                        .in_group_version(g, v)
+                        .map(discovery_resource)
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
                 .collect();
             json!({
                 "metadata": {"name": g, "creationTimestamp": null},
-                "versions": [{"version": v, "resources": resources, "freshness": "Current"}],
+                "versions": versions,
             })
         })
         .collect();

@@ -6,6 +6,8 @@ pub mod auth;
 mod codec;
 mod discovery;
 mod encoded;
+mod hpa_v1;
+mod metrics;
 mod node_proxy;
 mod params;
 mod path;
@@ -180,6 +182,18 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
             ))),
         },
         Route::NotFound(message) => error_response(&ApiError::not_found_path(message)),
+        Route::Resource(rp) if rp.rt.group == crate::resources::metrics::GROUP => {
+            match metrics::handle(api, rp, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        }
+        Route::Resource(rp) if hpa_v1::is_v1_hpa(&rp) => {
+            match hpa_v1::handle(api, &user, rp, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        }
         Route::Resource(rp) => match resource::handle(api, &user, rp, req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),

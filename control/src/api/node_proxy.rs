@@ -167,6 +167,27 @@ async fn node_api(api: &Arc<Api>, node_name: &str, req: Request) -> ApiResult<Re
     forward(api, &endpoint, node_name, &uri, req).await
 }
 
+/// A JSON document from a node's API (`node` is its Node object), for
+/// what the API server assembles itself (`metrics.k8s.io`).
+pub async fn node_json(api: &Arc<Api>, node: &Value, path: &str) -> ApiResult<Value> {
+    let name = node["metadata"]["name"].as_str().unwrap_or_default();
+    let endpoint = node_endpoint(node)
+        .ok_or_else(|| ApiError::service_unavailable(format!("node {name} has no address")))?;
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .body(Body::empty())
+        .map_err(ApiError::internal)?;
+    let resp = forward(api, &endpoint, name, path, req).await?;
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("reading from node {name}: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(ApiError::internal)
+}
+
 /// Serves `pods/log`, `pods/exec` and the other node-served subresources.
 pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<Response> {
     let sub = rp.subresource.expect("a subresource");

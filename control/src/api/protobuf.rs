@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use k8s_pb::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
+use k8s_pb::api::{
+    apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch, core::v1 as core,
+    networking::v1 as net,
+};
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -338,6 +341,18 @@ message!(net::HttpIngressPath, "HTTPIngressPath" {
     path => "path", path_type => "pathType", backend => "backend",
 });
 
+message!(autoscaling::HorizontalPodAutoscaler, "HorizontalPodAutoscaler" {
+    metadata => "metadata", spec => "spec", status => _,
+});
+message!(autoscaling::HorizontalPodAutoscalerSpec, "HorizontalPodAutoscalerSpec" {
+    scale_target_ref => "scaleTargetRef", min_replicas => "minReplicas",
+    max_replicas => "maxReplicas",
+    target_cpu_utilization_percentage => "targetCPUUtilizationPercentage",
+});
+message!(autoscaling::CrossVersionObjectReference, "CrossVersionObjectReference" {
+    kind => "kind", name => "name", api_version => "apiVersion",
+});
+
 fn object<M: Message + Default + ToJson>(raw: &[u8]) -> Result<Value, String> {
     M::decode(raw)
         .map_err(|e| format!("invalid protobuf object: {e}"))?
@@ -369,6 +384,9 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         ("batch/v1", "Job") => object::<batch::Job>(&raw),
         ("batch/v1", "CronJob") => object::<batch::CronJob>(&raw),
         ("networking.k8s.io/v1", "Ingress") => object::<net::Ingress>(&raw),
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => {
+            object::<autoscaling::HorizontalPodAutoscaler>(&raw)
+        }
         _ => {
             return Err(ApiError::unsupported_media_type(&format!(
                 "application/vnd.kubernetes.protobuf for {api_version} {kind}"

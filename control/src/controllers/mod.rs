@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 mod gc;
+mod hpa;
 mod job;
 pub mod knative;
 pub mod namespace;
@@ -95,6 +96,9 @@ pub fn start(client: kube::Client, settings: Settings) {
     }
     if enabled("endpoints") {
         tokio::spawn(endpoints::run(ctx.clone()));
+    }
+    if enabled("horizontalpodautoscaling") {
+        tokio::spawn(hpa::run(ctx.clone()));
     }
     if enabled("knative") {
         tokio::spawn(knative::run_services(ctx.clone()));

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    networking::v1 as networking, node::v1 as node,
+    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, networking::v1 as networking, node::v1 as node,
 };
 use k8s_openapi::{ClusterResourceScope, ListableResource, NamespaceResourceScope, Resource};
 use schemars::JsonSchema;
@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::Subresource::{self, *};
-use super::{DecodeError, ResourceType, knative};
+use super::{DecodeError, READ_ONLY_VERBS, ResourceType, knative, metrics};
 
 /// Whether a `k8s-openapi` scope marker means namespaced.
 trait Scope {
@@ -57,6 +57,7 @@ where
         short_names,
         categories,
         subresources,
+        verbs: super::VERBS,
         schema_name: T::schema_name().into_owned(),
         schema: T::json_schema,
         normalize: normalize::<T>,
@@ -118,6 +119,8 @@ impl Catalog {
             kind::<batch::Job>(NONE, ALL, &[Status]),
             kind::<batch::CronJob>(&["cj"], ALL, &[Status]),
             kind::<autoscaling::HorizontalPodAutoscaler>(&["hpa"], ALL, &[Status]),
+            // Served by conversion to and from v2 (what `kubectl autoscale` 1.32 writes).
+            kind::<autoscaling_v1::HorizontalPodAutoscaler>(&["hpa"], ALL, &[Status]),
             kind::<networking::Ingress>(&["ing"], NONE, &[Status]),
             kind::<networking::IngressClass>(NONE, NONE, &[]),
             kind::<node::RuntimeClass>(NONE, NONE, &[]),
@@ -125,6 +128,14 @@ impl Catalog {
             kind::<discovery::EndpointSlice>(NONE, NONE, &[]),
             kind::<knative::KnativeService>(&["kservice", "ksvc"], KNATIVE, &[Status]),
             kind::<knative::Revision>(&["rev"], KNATIVE, &[Status]),
+            ResourceType {
+                verbs: READ_ONLY_VERBS,
+                ..kind::<metrics::PodMetrics>(NONE, NONE, &[])
+            },
+            ResourceType {
+                verbs: READ_ONLY_VERBS,
+                ..kind::<metrics::NodeMetrics>(NONE, NONE, &[])
+            },
         ];
         let by_path = types
             .iter()

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod fields;
 pub mod knative;
 pub mod lifecycle;
+pub mod metrics;
 pub mod quantity;
 pub mod table;
 pub mod validation;
@@ -96,6 +97,21 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
 ];
 
 /// One served resource: a kind at a group-version.
+/// The verbs of a stored kind.
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The verbs of a kind computed on read (`metrics.k8s.io`).
+pub const READ_ONLY_VERBS: &[&str] = &["get", "list"];
+
 #[derive(Debug)]
 pub struct ResourceType {
     pub group: &'static str,
@@ -108,6 +124,8 @@ pub struct ResourceType {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    /// What clients may do with it (discovery lists these).
+    pub verbs: &'static [&'static str],
     /// The OpenAPI schema name, e.g. `io.k8s.api.core.v1.Pod`.
     pub schema_name: String,
     /// Adds the kind's schema (and everything it references) to a generator.

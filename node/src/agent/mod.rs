@@ -9,6 +9,7 @@ mod exec;
 mod hooks;
 mod launch;
 mod logs;
+mod metrics;
 mod peers;
 mod portforward;
 mod probes;
@@ -64,6 +65,10 @@ pub struct PodRun {
     pub running: bool,
     /// A Wasm container (no exec into it).
     pub wasm: bool,
+    /// A running Wasm container's meters (OCI ones are read from cgroups).
+    pub usage: Option<Arc<peapod_runtimes::wasm::Usage>>,
+    /// A running Wasm HTTP function's request counters.
+    pub http: Option<Arc<peapod_runtimes::wasm::HttpStats>>,
 }
 
 /// A pod as the node's API sees it.
@@ -100,6 +105,8 @@ pub struct NodeCtx {
     pub fallbacks: Arc<std::sync::RwLock<HashMap<(String, String), std::net::SocketAddr>>>,
     /// Requests per Service through this node's Ingress and activator.
     pub traffic: crate::traffic::Traffic,
+    /// CPU and memory of the node and its containers, sampled.
+    pub metrics: metrics::Metrics,
 }
 
 impl NodeCtx {
@@ -282,6 +289,7 @@ pub async fn run(
         proxy_poke,
         fallbacks: Arc::default(),
         traffic: Default::default(),
+        metrics: Default::default(),
         config: config.clone(),
     });
     tokio::spawn(server::serve(server, node.clone()));
@@ -292,6 +300,7 @@ pub async fn run(
     ));
     tokio::spawn(static_pods::run(client.clone(), config.clone()));
     tokio::spawn(peers::run(node.clone()));
+    tokio::spawn(node.metrics.clone().run(node.clone()));
     let activator = crate::activator::Activator::new(
         client.clone(),
         node.network.gateway(),

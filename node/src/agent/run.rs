@@ -20,6 +20,10 @@ pub struct WasmRun {
     /// Asks the instance to stop; Wasm guests get no signals, so it ends at
     /// once.
     pub stop: Arc<tokio::sync::Notify>,
+    /// Its CPU and memory, as wasmtime's meters count them.
+    pub usage: Arc<peapod_runtimes::wasm::Usage>,
+    /// An HTTP function's request counters.
+    pub http: Option<Arc<peapod_runtimes::wasm::HttpStats>>,
 }
 
 impl Run {

@@ -56,6 +56,7 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/stats/functions", get(function_stats))
+        .route("/stats/metrics", get(resource_metrics))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route(
             "/exec/{ns}/{pod}/{container}",
@@ -77,6 +78,14 @@ async fn function_stats(State(node): State<Arc<NodeCtx>>, headers: HeaderMap) ->
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     axum::Json(node.traffic.snapshot()).into_response()
+}
+
+/// CPU and memory of the node and its containers (for `metrics.k8s.io`).
+async fn resource_metrics(State(node): State<Arc<NodeCtx>>, headers: HeaderMap) -> Response {
+    if !authorized(&node, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    axum::Json(node.metrics.current()).into_response()
 }
 
 fn authorized(node: &NodeCtx, headers: &HeaderMap) -> bool {

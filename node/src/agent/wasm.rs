@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Container;
 use nix::sched::{CloneFlags, setns};
 use peapod_runtimes::image::Image;
 use peapod_runtimes::oci::Exit;
-use peapod_runtimes::wasm::{CommandConfig, HttpConfig, WasmRuntime};
+use peapod_runtimes::wasm::{CommandConfig, HttpConfig, HttpStats, Usage, WasmRuntime};
 use tokio::sync::mpsc;
 
 use super::env;
@@ -147,10 +147,14 @@ pub async fn start(
     let (memory_limit, cpu_millis) = limits(c);
     let started_at = peapod_runtimes::logs::timestamp();
     let stop = Arc::new(tokio::sync::Notify::new());
+    let usage = Arc::new(Usage::default());
+    let http_stats = loaded.is_http().then(|| Arc::new(HttpStats::default()));
     let run = WasmRun {
+        http: http_stats.clone(),
         id: id.to_string(),
         started_at: started_at.clone(),
         stop: stop.clone(),
+        usage: usage.clone(),
     };
     let (name, run_id, wasm) = (c.name.clone(), id.to_string(), wasm.clone());
     let report = move |exit: Exit| {
@@ -179,6 +183,8 @@ pub async fn start(
             log,
             memory_limit,
             cpu_millis,
+            usage,
+            stats: http_stats.unwrap_or_default(),
             ..Default::default()
         };
         runtime.spawn(async move {
@@ -217,6 +223,7 @@ pub async fn start(
             log,
             memory_limit,
             cpu_millis,
+            usage,
             ..Default::default()
         };
         runtime.spawn(async move {

@@ -904,6 +904,14 @@ impl Worker {
                         restart_count: c.restart_count,
                         running: c.is_running(),
                         wasm: c.wasm,
+                        usage: match &c.current {
+                            Current::Running(Run::Wasm(w)) => Some(w.usage.clone()),
+                            _ => None,
+                        },
+                        http: match &c.current {
+                            Current::Running(Run::Wasm(w)) => w.http.clone(),
+                            _ => None,
+                        },
                     },
                 )
             })

@@ -40,6 +40,7 @@ impl WasmRuntime {
                 memory_limit: config.memory_limit,
                 cpu: config.cpu_millis.map(CpuQuota::new),
                 network: config.network,
+                usage: &config.usage,
             },
         )?;
         let result = match pre.instantiate_async(&mut store).await {

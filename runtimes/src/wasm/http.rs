@@ -170,6 +170,7 @@ impl Server {
                 memory_limit: self.config.memory_limit,
                 cpu: self.cpu.clone(),
                 network: self.config.network,
+                usage: &self.config.usage,
             },
         )
         .map_err(|e| Failure::Host(wasmtime::Error::new(e)))?;

@@ -15,7 +15,14 @@
 //! period ends, as the CFS quota does for containers. A store's time
 //! between callbacks is counted as at most one tick, because time spent
 //! blocked in the host does not run guest code.
+//!
+//! Usage: the same two meters feed a container's [`Usage`] (what `kubectl
+//! top` shows for Wasm): bytes of memory and tables held by its live
+//! stores, and guest CPU time as the epoch ticks count it, plus the slice
+//! a store ran after its last tick when it ends (a short request often
+//! never reaches a tick).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,19 +39,54 @@ const PERIOD: Duration = Duration::from_millis(100);
 /// What a table element is charged, in bytes (a pointer).
 const TABLE_ELEMENT_BYTES: usize = 8;
 
-/// Caps the bytes of linear memory and tables of one store.
+/// What one Wasm container uses, summed over its stores.
+#[derive(Debug, Default)]
+pub struct Usage {
+    cpu_nanos: AtomicU64,
+    memory_bytes: AtomicU64,
+}
+
+impl Usage {
+    /// Guest CPU time since the container started.
+    pub fn cpu(&self) -> Duration {
+        Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of linear memory and tables its live instances hold.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    fn charge_cpu(&self, ran: Duration) {
+        let nanos = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
+        self.cpu_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// Caps the bytes of linear memory and tables of one store, and counts
+/// them in the container's [`Usage`] while the store lives.
 pub(crate) struct MemoryLimiter {
     limit: Option<usize>,
     used: usize,
     oom: bool,
+    usage: Arc<Usage>,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.usage
+            .memory_bytes
+            .fetch_sub(self.used as u64, Ordering::Relaxed);
+    }
 }
 
 impl MemoryLimiter {
-    pub(crate) fn new(limit: Option<u64>) -> MemoryLimiter {
+    pub(crate) fn new(limit: Option<u64>, usage: Arc<Usage>) -> MemoryLimiter {
         MemoryLimiter {
             limit: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
             used: 0,
             oom: false,
+            usage,
         }
     }
 
@@ -65,6 +107,9 @@ impl MemoryLimiter {
                 self.used
             ));
         }
+        self.usage
+            .memory_bytes
+            .fetch_add((wanted - self.used) as u64, Ordering::Relaxed);
         self.used = wanted;
         Ok(true)
     }
@@ -144,24 +189,49 @@ impl CpuQuota {
     }
 }
 
+/// A store's CPU meter: when its guest last resumed. On drop it charges
+/// the slice run since then.
+pub(crate) struct CpuMeter {
+    resumed: Instant,
+    usage: Arc<Usage>,
+}
+
+impl CpuMeter {
+    pub(crate) fn new(usage: Arc<Usage>) -> CpuMeter {
+        CpuMeter {
+            resumed: Instant::now(),
+            usage,
+        }
+    }
+}
+
+impl Drop for CpuMeter {
+    fn drop(&mut self) {
+        let ran = Instant::now().saturating_duration_since(self.resumed);
+        self.usage.charge_cpu(ran.min(TICK));
+    }
+}
+
 /// Sets the store's first deadline and what happens at each one: yield,
 /// and with a quota, pause while it is spent.
 pub(crate) fn install_epoch_handler(store: &mut Store<Host>, quota: Option<Arc<CpuQuota>>) {
-    let mut resumed = Instant::now();
+    store.data_mut().meter.resumed = Instant::now();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_store| {
+    store.epoch_deadline_callback(move |mut store| {
         let now = Instant::now();
-        let ran = now.saturating_duration_since(resumed).min(TICK);
+        let meter = &mut store.data_mut().meter;
+        let ran = now.saturating_duration_since(meter.resumed).min(TICK);
+        meter.usage.charge_cpu(ran);
         match quota.as_ref().and_then(|q| q.charge(ran, now)) {
             Some(pause) => {
-                resumed = now + pause;
+                meter.resumed = now + pause;
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::time::sleep(pause)),
                 ))
             }
             None => {
-                resumed = now;
+                meter.resumed = now;
                 Ok(UpdateDeadline::Yield(1))
             }
         }
@@ -174,7 +244,7 @@ mod tests {
 
     #[test]
     fn memory_past_the_limit_traps_and_is_remembered() {
-        let mut limiter = MemoryLimiter::new(Some(3 * 65536));
+        let mut limiter = MemoryLimiter::new(Some(3 * 65536), Arc::default());
         assert!(limiter.memory_growing(0, 2 * 65536, None).unwrap());
         assert!(!limiter.oom());
         assert!(limiter.memory_growing(2 * 65536, 4 * 65536, None).is_err());
@@ -183,17 +253,32 @@ mod tests {
 
     #[test]
     fn growing_past_the_memory_maximum_is_a_plain_failure() {
-        let mut limiter = MemoryLimiter::new(None);
+        let mut limiter = MemoryLimiter::new(None, Arc::default());
         assert!(!limiter.memory_growing(0, 10, Some(5)).unwrap());
         assert!(!limiter.oom());
     }
 
     #[test]
     fn tables_count_against_the_same_limit() {
-        let mut limiter = MemoryLimiter::new(Some(1000));
+        let mut limiter = MemoryLimiter::new(Some(1000), Arc::default());
         assert!(limiter.table_growing(0, 100, None).unwrap());
         assert!(limiter.table_growing(100, 1000, None).is_err());
         assert!(limiter.oom());
+    }
+
+    #[test]
+    fn usage_counts_live_memory_and_cpu() {
+        let usage = Arc::new(Usage::default());
+        let mut a = MemoryLimiter::new(None, usage.clone());
+        let mut b = MemoryLimiter::new(None, usage.clone());
+        a.memory_growing(0, 65536, None).unwrap();
+        b.memory_growing(0, 2 * 65536, None).unwrap();
+        assert_eq!(usage.memory_bytes(), 3 * 65536);
+        drop(a);
+        assert_eq!(usage.memory_bytes(), 2 * 65536);
+        drop(CpuMeter::new(usage.clone()));
+        usage.charge_cpu(Duration::from_millis(3));
+        assert!(usage.cpu() >= Duration::from_millis(3));
     }
 
     #[test]

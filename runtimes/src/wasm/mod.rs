@@ -57,6 +57,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use self::command::{EXIT_OOM, EXIT_TRAP};
 use self::engine::WasmEngine;
 pub use self::http::HttpStats;
+pub use self::limits::Usage;
 use self::store::Host;
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +187,8 @@ pub struct CommandConfig {
     /// CPU in millicores.
     pub cpu_millis: Option<u64>,
     pub network: Network,
+    /// What the container uses, for the node's metrics.
+    pub usage: Arc<Usage>,
 }
 
 /// How a command ended.
@@ -217,6 +220,8 @@ pub struct HttpConfig {
     pub max_concurrent_requests: usize,
     /// Counters the caller can read while the server runs.
     pub stats: Arc<HttpStats>,
+    /// What the container uses, for the node's metrics.
+    pub usage: Arc<Usage>,
 }
 
 impl Default for HttpConfig {
@@ -231,6 +236,7 @@ impl Default for HttpConfig {
             request_timeout: None,
             max_concurrent_requests: 1000,
             stats: Arc::new(HttpStats::default()),
+            usage: Arc::default(),
         }
     }
 }

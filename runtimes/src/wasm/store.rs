@@ -15,7 +15,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::limits::{self, CpuQuota, MemoryLimiter};
+use super::limits::{self, CpuMeter, CpuQuota, MemoryLimiter, Usage};
 use super::output::LogFile;
 use super::{Network, WasmError};
 use crate::logs::Stream;
@@ -30,6 +30,7 @@ pub(crate) struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) meter: CpuMeter,
 }
 
 impl WasiView for Host {
@@ -71,6 +72,7 @@ pub(crate) struct StoreSpec<'a> {
     pub(crate) memory_limit: Option<u64>,
     pub(crate) cpu: Option<Arc<CpuQuota>>,
     pub(crate) network: Network,
+    pub(crate) usage: &'a Arc<Usage>,
 }
 
 /// A store ready to instantiate a component in: WASI set up, stdout and
@@ -109,7 +111,8 @@ pub(crate) fn new_store(engine: &Engine, spec: StoreSpec<'_>) -> Result<Store<Ho
         table,
         wasi: builder.build(),
         http: WasiHttpCtx::new(),
-        limiter: MemoryLimiter::new(spec.memory_limit),
+        limiter: MemoryLimiter::new(spec.memory_limit, spec.usage.clone()),
+        meter: CpuMeter::new(spec.usage.clone()),
     };
     let mut store = Store::new(engine, host);
     store.limiter(|host| &mut host.limiter);
