@@ -59,10 +59,12 @@ until kubectl get --raw /readyz >/dev/null 2>&1; do sleep 0.1; done
 
 sed "s#REGISTRY#$registry#" samples/hello/hello.yaml | kubectl apply -f -
 sed "s#REGISTRY#$registry#" samples/wasm/hello-http.yaml | kubectl apply -f -
+sed "s#REGISTRY#$registry#" samples/wasm/knative-hello.yaml | kubectl apply -f -
 kubectl wait --for=condition=Available --timeout=120s -n hello deployment/hello
 kubectl wait --for=condition=Available --timeout=120s deployment/hello-wasm
 kubectl get all -A
 echo
 echo "Try: curl -H 'Host: hello.example.com' http://127.0.0.1/"
+echo "     curl -H 'Host: hello.default.example.com' http://127.0.0.1/   (a Knative function: scales to zero after 30 s idle, back on request)"
 echo "Peapod is running (log: /var/log/peapod.log). Use it with:"
 echo "export KUBECONFIG=$KUBECONFIG"

@@ -80,6 +80,19 @@ spec:
     let containers = s.ok(&["top", "pods", "--containers", "--no-headers"]);
     assert!(containers.contains(" burn "), "{containers}");
 
+    // Prometheus metrics of the API server, the scheduler and the node.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for family in [
+        "apiserver_request_duration_seconds_count{verb=\"GET\",code=\"200\"}",
+        "scheduler_pod_scheduling_duration_seconds_count",
+        "kubelet_pod_start_duration_seconds_count{runtime=\"oci\"}",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
+    }
+
     // kubectl autoscale writes autoscaling/v1; the controller scales out.
     s.ok(&[
         "autoscale",

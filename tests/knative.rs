@@ -137,6 +137,14 @@ fn functions_scale_to_zero_and_back() {
     assert!(body.contains("at /cold"));
     assert_eq!(replicas(&s, "hello-00001-deployment"), 1);
 
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains(
+            "activator_cold_start_duration_seconds_count{namespace=\"default\",function=\"hello\"}"
+        ),
+        "{metrics}"
+    );
+
     // From zero again, through the ClusterIP Service named after it.
     assert!(eventually(WAIT, || replicas(&s, "hello-00001-deployment")
         == 0

@@ -147,6 +147,60 @@ impl Registry {
         anyhow::ensure!(status.success(), "pushing busybox failed");
         Ok(format!("{}/busybox:1.36", self.address))
     }
+
+    /// Builds the Wasm samples and pushes them (`samples/wasm/push.sh`).
+    pub fn push_wasm_samples(&self) -> anyhow::Result<()> {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/wasm/push.sh");
+        let ok = Command::new("bash")
+            .arg(script)
+            .arg(&self.address)
+            .env("PEAPOD", peapod_binary())
+            .stdout(Stdio::null())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "pushing the Wasm samples failed");
+        Ok(())
+    }
+}
+
+/// The Wasm hello component as `samples/wasm/push.sh` built it.
+pub fn hello_component() -> PathBuf {
+    let target = std::env::var("SAMPLES_TARGET_DIR").unwrap_or_else(|_| {
+        let base = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/cache/peapod".into());
+        format!("{base}/samples-target")
+    });
+    PathBuf::from(target).join("wasm32-wasip2/release/hello_http.wasm")
+}
+
+/// `peapod up` flags for a benchmark's node: its own bridge name, cluster
+/// CIDR and run directory, the local registry over plain HTTP, and the
+/// Ingress on `ingress_port` (HTTPS on the next port).
+pub fn node_flags(
+    name: &str,
+    cluster_cidr: &str,
+    run_dir: &std::path::Path,
+    registry: &str,
+    ingress_port: u16,
+) -> Vec<String> {
+    [
+        "--network-name",
+        name,
+        "--cluster-cidr",
+        cluster_cidr,
+        "--run-dir",
+        &run_dir.display().to_string(),
+        "--kubelet-port",
+        "0",
+        "--insecure-registry",
+        registry,
+        "--ingress-port",
+        &ingress_port.to_string(),
+        "--ingress-tls-port",
+        &(ingress_port + 1).to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Drop for Registry {

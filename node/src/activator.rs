@@ -34,6 +34,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use peapod_control::telemetry::Telemetry;
+
 use crate::proxy::Redirects;
 use crate::traffic::Traffic;
 
@@ -46,6 +48,8 @@ const HOLD: Duration = Duration::from_secs(60);
 /// Bodies up to this size are buffered, so that a request can be retried
 /// on another pod when the first refuses the connection.
 const BUFFERED_BODY: usize = 1 << 20;
+/// How long refused connections to a new pod are retried.
+const CONNECT_RETRY: Duration = Duration::from_secs(10);
 
 type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 type Key = (String, String);
@@ -107,7 +111,11 @@ impl Activator {
             address,
             steering,
             traffic,
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            // No pooled connections: a new pod often has the address of
+            // the one scaled away, and a kept connection to it is dead.
+            http: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connector),
             functions: Mutex::new(HashMap::new()),
         })
     }
@@ -290,6 +298,9 @@ impl Activator {
                 ),
             );
         };
+        let arrived = Instant::now();
+        let cold = f.endpoints.borrow().is_empty();
+        let held = cold.then(|| Telemetry::global().hold(&k.0, &k.1));
         let endpoints = match self.ready(&f).await {
             Some(e) => e,
             None => {
@@ -299,7 +310,12 @@ impl Activator {
                 );
             }
         };
-        self.forward(&f, endpoints, req).await
+        drop(held);
+        let response = self.forward(&f, endpoints, req).await;
+        if cold && response.status().is_success() {
+            Telemetry::global().cold_start(&k.0, &k.1, arrived.elapsed());
+        }
+        response
     }
 
     /// The function's ready endpoints, after asking for a pod if there is
@@ -381,29 +397,46 @@ impl Activator {
         } else {
             (None, Some(body))
         };
-        let start = f.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..endpoints.len() {
-            let target = endpoints[(start + i) % endpoints.len()];
-            let body: Body = match (&buffered, streaming.take()) {
-                (Some(b), _) => Full::new(b.clone()).map_err(|n| match n {}).boxed_unsync(),
-                (None, Some(s)) => s.boxed_unsync(),
-                (None, None) => break,
-            };
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let Ok(uri) = format!("http://{target}{path}").parse::<hyper::Uri>() else {
-                break;
-            };
-            let mut out = Request::new(body);
-            *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
-            *out.headers_mut() = parts.headers.clone();
-            match self.http.request(out).await {
-                Ok(resp) => return resp.map(|b| b.boxed_unsync()),
-                Err(e) if e.is_connect() => continue,
-                Err(e) => {
-                    tracing::debug!("activator: forwarding to {target}: {e}");
+        let deadline = tokio::time::Instant::now() + CONNECT_RETRY;
+        let mut endpoints = endpoints;
+        loop {
+            let start = f.next.fetch_add(1, Ordering::Relaxed);
+            for i in 0..endpoints.len() {
+                let target = endpoints[(start + i) % endpoints.len()];
+                let body: Body = match (&buffered, streaming.take()) {
+                    (Some(b), _) => Full::new(b.clone()).map_err(|n| match n {}).boxed_unsync(),
+                    (None, Some(s)) => s.boxed_unsync(),
+                    (None, None) => break,
+                };
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let Ok(uri) = format!("http://{target}{path}").parse::<hyper::Uri>() else {
                     break;
+                };
+                let mut out = Request::new(body);
+                *out.method_mut() = parts.method.clone();
+                *out.uri_mut() = uri;
+                *out.headers_mut() = parts.headers.clone();
+                match self.http.request(out).await {
+                    Ok(resp) => return resp.map(|b| b.boxed_unsync()),
+                    Err(e) if e.is_connect() => continue,
+                    Err(e) => {
+                        tracing::debug!("activator: forwarding to {target}: {e}");
+                        return text(
+                            StatusCode::BAD_GATEWAY,
+                            "the function's pod failed the request\n",
+                        );
+                    }
                 }
+            }
+            // A pod is ready before its server listens: retry refused
+            // connections a while (only a buffered body can be resent).
+            if buffered.is_none() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let current = f.endpoints.borrow().clone();
+            if !current.is_empty() {
+                endpoints = current;
             }
         }
         text(StatusCode::BAD_GATEWAY, "no pod of the function answered\n")

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, PostParams};
-use peapod_bench::{Registry, Server, peapod_binary};
+use peapod_bench::{Registry, Server, node_flags};
 use serde_json::json;
 
 const WRK: [&str; 4] = ["-t2", "-c32", "-d5s", "--latency"];
@@ -34,19 +34,6 @@ fn wrk(url: &str, extra: &[&str]) -> anyhow::Result<f64> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("wrk printed no rate: {text}"))?;
     Ok(rps)
-}
-
-fn push_samples(registry: &Registry) -> anyhow::Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/wasm/push.sh");
-    let ok = Command::new("bash")
-        .arg(script)
-        .arg(&registry.address)
-        .env("PEAPOD", peapod_binary())
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "pushing the Wasm samples failed");
-    Ok(())
 }
 
 /// nginx as a reverse proxy to `backend` on `port`, with keep-alive to it.
@@ -100,31 +87,18 @@ fn iptables_services(prefix: &str) -> usize {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let registry = Registry::start()?;
-    push_samples(&registry)?;
+    registry.push_wasm_samples()?;
     let run_dir = tempfile::tempdir()?;
     let name = format!("sb{:x}", std::process::id() & 0xffff);
     let prefix = name.to_ascii_uppercase();
     let ingress_port = 21000 + (std::process::id() % 1000) as u16 * 2;
-    let server = Server::up(
-        [
-            "--network-name",
-            &name,
-            "--cluster-cidr",
-            "10.198.0.0/16",
-            "--run-dir",
-            &run_dir.path().display().to_string(),
-            "--kubelet-port",
-            "0",
-            "--insecure-registry",
-            &registry.address,
-            "--ingress-port",
-            &ingress_port.to_string(),
-            "--ingress-tls-port",
-            &(ingress_port + 1).to_string(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )?;
+    let server = Server::up(node_flags(
+        &name,
+        "10.198.0.0/16",
+        run_dir.path(),
+        &registry.address,
+        ingress_port,
+    ))?;
     let client = server.client().await?;
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/wasm/hello-http.yaml"),

@@ -10,14 +10,13 @@
 //! (as root; needs docker-registry, skopeo, umoci, wrk, and cargo with the
 //! wasm32-wasip2 target for the samples).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
-use peapod_bench::{Registry, Server, ms, peapod_binary, summarize};
+use peapod_bench::{Registry, Server, hello_component, ms, summarize};
 use serde_json::json;
 
 const WRK: [&str; 3] = ["-t2", "-c32", "-d5s"];
@@ -31,19 +30,6 @@ fn wrk(url: &str) -> anyhow::Result<f64> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("wrk printed no rate: {text}"))
-}
-
-fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/wasm")
-}
-
-/// The built sample component (push.sh builds it).
-fn hello_component() -> PathBuf {
-    let target = std::env::var("SAMPLES_TARGET_DIR").unwrap_or_else(|_| {
-        let base = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/cache/peapod".into());
-        format!("{base}/samples-target")
-    });
-    Path::new(&target).join("wasm32-wasip2/release/hello_http.wasm")
 }
 
 fn pod(name: &str, image: &str, labels: serde_json::Value) -> Pod {
@@ -111,14 +97,7 @@ fn wasmtime_serve(port: u16) -> Option<std::process::Child> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let registry = Registry::start()?;
-    let ok = Command::new("bash")
-        .arg(samples_dir().join("push.sh"))
-        .arg(&registry.address)
-        .env("PEAPOD", peapod_binary())
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "pushing the Wasm samples failed");
+    registry.push_wasm_samples()?;
     let image = format!("{}/samples/hello-http:v1", registry.address);
     let run_dir = tempfile::tempdir()?;
     let name = format!("wb{:x}", std::process::id() & 0xffff);

@@ -85,11 +85,13 @@ async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
             Some(user) => dispatch(&api, user, req).await,
         },
     };
-    tracing::debug!(
-        "{method} {path} {} {:?}",
+    let took = started.elapsed();
+    crate::telemetry::Telemetry::global().api_request(
+        method.as_str(),
         response.status().as_u16(),
-        started.elapsed()
+        took,
     );
+    tracing::debug!("{method} {path} {} {took:?}", response.status().as_u16());
     response
 }
 
@@ -181,6 +183,11 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
                 "the server could not find the OpenAPI document {doc}"
             ))),
         },
+        Route::NotFound(_) if get && req.uri().path() == "/metrics" => bytes_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            crate::telemetry::Telemetry::global().render().into_bytes(),
+        ),
         Route::NotFound(message) => error_response(&ApiError::not_found_path(message)),
         Route::Resource(rp) if rp.rt.group == crate::resources::metrics::GROUP => {
             match metrics::handle(api, rp, req).await {

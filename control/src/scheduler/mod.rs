@@ -446,6 +446,11 @@ impl Scheduler {
 }
 
 async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string());
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let body = json!({
         "apiVersion": "v1", "kind": "Binding",
@@ -458,6 +463,8 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::
         &PostParams::default(),
         &body,
     )
-    .await
-    .map(|_| ())
+    .await?;
+    crate::telemetry::Telemetry::global()
+        .pod_scheduled(crate::telemetry::since(created.as_deref()));
+    Ok(())
 }

@@ -57,6 +57,7 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
         .route("/healthz", get(|| async { "ok" }))
         .route("/stats/functions", get(function_stats))
         .route("/stats/metrics", get(resource_metrics))
+        .route("/metrics", get(prometheus))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route(
             "/exec/{ns}/{pod}/{container}",
@@ -86,6 +87,18 @@ async fn resource_metrics(State(node): State<Arc<NodeCtx>>, headers: HeaderMap) 
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     axum::Json(node.metrics.current()).into_response()
+}
+
+/// The process's Prometheus metrics.
+async fn prometheus(State(node): State<Arc<NodeCtx>>, headers: HeaderMap) -> Response {
+    if !authorized(&node, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        peapod_control::telemetry::Telemetry::global().render(),
+    )
+        .into_response()
 }
 
 fn authorized(node: &NodeCtx, headers: &HeaderMap) -> bool {

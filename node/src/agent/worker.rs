@@ -868,6 +868,31 @@ impl Worker {
             .await
         {
             Ok(p) => {
+                // The first Running report of a pod (not of one re-adopted
+                // after an agent restart, whose stored phase is Running).
+                let was_pending = self
+                    .pod
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.phase.as_deref())
+                    .is_none_or(|phase| phase == "Pending");
+                if was_pending && status["phase"] == "Running" {
+                    let created = self
+                        .pod
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string());
+                    let runtime = if self.app.iter().any(|c| c.wasm) {
+                        "wasm"
+                    } else {
+                        "oci"
+                    };
+                    peapod_control::telemetry::Telemetry::global().pod_started(
+                        runtime,
+                        peapod_control::telemetry::since(created.as_deref()),
+                    );
+                }
                 self.pod.status = p.status;
                 self.reported = Some(status);
             }

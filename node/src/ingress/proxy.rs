@@ -228,20 +228,19 @@ impl Proxy {
     }
 
     /// The addresses to try, in order: the backend's endpoints round robin,
-    /// or the fallback (activator) when it has none.
+    /// then the fallback (activator), which holds the request while the
+    /// Service has no endpoint and retries a new pod not yet listening.
     fn targets(&self, backend: &Backend) -> Vec<SocketAddr> {
-        let order = backend.attempt_order();
-        if !order.is_empty() {
-            return order;
-        }
+        let mut order = backend.attempt_order();
         let key = (backend.namespace.clone(), backend.service.clone());
-        self.fallbacks
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .copied()
-            .into_iter()
-            .collect()
+        order.extend(
+            self.fallbacks
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .copied(),
+        );
+        order
     }
 }
 
