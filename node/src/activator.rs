@@ -34,13 +34,12 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use peapod_control::controllers::knative::{ACTIVATOR_ANNOTATION, SCALE_TARGET_ANNOTATION};
 use peapod_control::telemetry::Telemetry;
 
 use crate::proxy::Redirects;
 use crate::traffic::Traffic;
 
-pub const ACTIVATOR_ANNOTATION: &str = "peapod.dev/activator";
-pub const SCALE_TARGET_ANNOTATION: &str = "peapod.dev/scale-target";
 /// Requests held per function at most; more get a 503.
 const QUEUE: usize = 1000;
 /// A held request waits this long for a pod before a 504.

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::Deserialize;
@@ -21,6 +20,7 @@ use serde_json::json;
 
 use super::Context;
 use super::knative::{MAX_SCALE, MIN_SCALE};
+use super::node_stats::from_nodes;
 use crate::resources::knative::KnativeService;
 
 const TICK: Duration = Duration::from_secs(1);
@@ -104,30 +104,12 @@ pub async fn run(ctx: Arc<Context>) {
 
 /// Traffic per (namespace, Service) summed over the nodes.
 async fn traffic(ctx: &Context) -> Result<HashMap<Key, (u64, u64)>, kube::Error> {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
     let mut out: HashMap<Key, (u64, u64)> = HashMap::new();
-    for node in nodes
-        .list(&ListParams::default().labels("!node.peapod.dev/hollow"))
-        .await?
-        .items
-    {
-        let request = http::Request::get(format!(
-            "/api/v1/nodes/{}/proxy/stats/functions",
-            node.name_any()
-        ))
-        .body(Vec::new())
-        .expect("a valid request");
-        let Ok(text) = ctx.client.request_text(request).await else {
-            continue;
-        };
-        let Ok(list) = serde_json::from_str::<Vec<NodeTraffic>>(&text) else {
-            continue;
-        };
-        for t in list {
-            let e = out.entry((t.namespace, t.service)).or_default();
-            e.0 += t.inflight;
-            e.1 += t.requests;
-        }
+    let per_node: Vec<Vec<NodeTraffic>> = from_nodes(&ctx.client, "/stats/functions").await?;
+    for t in per_node.into_iter().flatten() {
+        let e = out.entry((t.namespace, t.service)).or_default();
+        e.0 += t.inflight;
+        e.1 += t.requests;
     }
     Ok(out)
 }

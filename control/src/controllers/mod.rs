@@ -14,6 +14,7 @@ mod hpa;
 mod job;
 pub mod knative;
 pub mod namespace;
+mod node_stats;
 mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;

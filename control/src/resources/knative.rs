@@ -4,9 +4,9 @@
 //! given the same traits, which lets the catalog, OpenAPI and kube-rs treat
 //! them like the built-in kinds.
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::{ListableResource, Metadata, NamespaceResourceScope, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,28 +89,16 @@ macro_rules! knative_kind {
             pub status: Option<Value>,
         }
 
-        impl Resource for $name {
-            const API_VERSION: &'static str = "serving.knative.dev/v1";
-            const GROUP: &'static str = GROUP;
-            const KIND: &'static str = $kind;
-            const VERSION: &'static str = VERSION;
-            const URL_PATH_SEGMENT: &'static str = $plural;
-            type Scope = NamespaceResourceScope;
-        }
-
-        impl ListableResource for $name {
-            const LIST_KIND: &'static str = $list;
-        }
-
-        impl Metadata for $name {
-            type Ty = ObjectMeta;
-            fn metadata(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
+        served_kind!(
+            $name,
+            "serving.knative.dev/v1",
+            GROUP,
+            VERSION,
+            $kind,
+            $list,
+            $plural,
+            NamespaceResourceScope
+        );
     };
 }
 

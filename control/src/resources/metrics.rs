@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::{
-    ClusterResourceScope, ListableResource, Metadata, NamespaceResourceScope, Resource,
-};
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -60,42 +58,21 @@ pub struct NodeMetrics {
     pub usage: BTreeMap<String, Quantity>,
 }
 
-macro_rules! metrics_kind {
-    ($name:ident, $kind:literal, $list:literal, $plural:literal, $scope:ty) => {
-        impl Resource for $name {
-            const API_VERSION: &'static str = "metrics.k8s.io/v1beta1";
-            const GROUP: &'static str = GROUP;
-            const KIND: &'static str = $kind;
-            const VERSION: &'static str = VERSION;
-            const URL_PATH_SEGMENT: &'static str = $plural;
-            type Scope = $scope;
-        }
-
-        impl ListableResource for $name {
-            const LIST_KIND: &'static str = $list;
-        }
-
-        impl Metadata for $name {
-            type Ty = ObjectMeta;
-            fn metadata(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-
-metrics_kind!(
+served_kind!(
     PodMetrics,
+    "metrics.k8s.io/v1beta1",
+    GROUP,
+    VERSION,
     "PodMetrics",
     "PodMetricsList",
     "pods",
     NamespaceResourceScope
 );
-metrics_kind!(
+served_kind!(
     NodeMetrics,
+    "metrics.k8s.io/v1beta1",
+    GROUP,
+    VERSION,
     "NodeMetrics",
     "NodeMetricsList",
     "nodes",

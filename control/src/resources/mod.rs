@@ -4,6 +4,36 @@
 //! Types come from `k8s-openapi`; this module only adds what the API server
 //! needs to know about them beyond their shape.
 
+/// Gives a kind declared here (no `k8s-openapi` type exists for it) the
+/// traits `k8s-openapi`'s own kinds have, so the catalog, OpenAPI and
+/// kube-rs treat it alike. The type needs a `metadata: ObjectMeta` field.
+macro_rules! served_kind {
+    ($name:ident, $api_version:literal, $group:expr, $version:expr, $kind:literal, $list:literal, $plural:literal, $scope:ty) => {
+        impl k8s_openapi::Resource for $name {
+            const API_VERSION: &'static str = $api_version;
+            const GROUP: &'static str = $group;
+            const KIND: &'static str = $kind;
+            const VERSION: &'static str = $version;
+            const URL_PATH_SEGMENT: &'static str = $plural;
+            type Scope = $scope;
+        }
+
+        impl k8s_openapi::ListableResource for $name {
+            const LIST_KIND: &'static str = $list;
+        }
+
+        impl k8s_openapi::Metadata for $name {
+            type Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+            fn metadata(&self) -> &Self::Ty {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut Self::Ty {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
 mod catalog;
 pub mod defaults;
 pub mod fields;

@@ -922,6 +922,10 @@ impl Worker {
             .iter()
             .chain(&self.app)
             .map(|c| {
+                let (usage, http) = match &c.current {
+                    Current::Running(Run::Wasm(w)) => (Some(w.usage.clone()), w.http.clone()),
+                    _ => (None, None),
+                };
                 (
                     c.name.clone(),
                     super::PodRun {
@@ -929,14 +933,8 @@ impl Worker {
                         restart_count: c.restart_count,
                         running: c.is_running(),
                         wasm: c.wasm,
-                        usage: match &c.current {
-                            Current::Running(Run::Wasm(w)) => Some(w.usage.clone()),
-                            _ => None,
-                        },
-                        http: match &c.current {
-                            Current::Running(Run::Wasm(w)) => w.http.clone(),
-                            _ => None,
-                        },
+                        usage,
+                        http,
                     },
                 )
             })

@@ -232,14 +232,15 @@ impl Proxy {
     /// Service has no endpoint and retries a new pod not yet listening.
     fn targets(&self, backend: &Backend) -> Vec<SocketAddr> {
         let mut order = backend.attempt_order();
-        let key = (backend.namespace.clone(), backend.service.clone());
-        order.extend(
-            self.fallbacks
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&key)
-                .copied(),
-        );
+        let fallbacks = self
+            .fallbacks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Most clusters have no scale-to-zero function: no key to build.
+        if !fallbacks.is_empty() {
+            let key = (backend.namespace.clone(), backend.service.clone());
+            order.extend(fallbacks.get(&key).copied());
+        }
         order
     }
 }

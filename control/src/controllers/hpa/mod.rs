@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use self::replicas::{History, proposal};
 use super::Context;
 use super::common::time_now;
+use super::node_stats::{from_nodes, get_json};
 use crate::resources::quantity;
 
 const SYNC: Duration = Duration::from_secs(10);
@@ -96,40 +97,20 @@ async fn sync(
             );
             let status = json!({"currentReplicas": 0, "desiredReplicas": 0,
                 "conditions": [condition("AbleToScale", false, "FailedGetScale", &message)]});
-            api.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await?;
-            return Ok(());
+            return write_status(&api, &name, status).await;
         }
     };
     let scale_path = format!(
         "/apis/apps/v1/namespaces/{ns}/{plural}/{}/scale",
         target.name
     );
-    let scale: Value = match ctx
-        .client
-        .request(
-            http::Request::get(&scale_path)
-                .body(Vec::new())
-                .expect("a valid request"),
-        )
-        .await
-    {
+    let scale: Value = match get_json(&ctx.client, &scale_path).await {
         Ok(s) => s,
         Err(e) => {
             let message =
                 format!("the HPA controller was unable to get the target's current scale: {e}");
             let status = json!({"conditions": [condition("AbleToScale", false, "FailedGetScale", &message)]});
-            api.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await?;
-            return Ok(());
+            return write_status(&api, &name, status).await;
         }
     };
     let current = scale["spec"]["replicas"].as_i64().unwrap_or(0) as i32;
@@ -153,13 +134,7 @@ async fn sync(
             "scaling is disabled since the replica count of the target is zero",
         ));
         let status = json!({"currentReplicas": 0, "desiredReplicas": 0, "conditions": conditions, "currentMetrics": null});
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
-        .await?;
-        return Ok(());
+        return write_status(&api, &name, status).await;
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pods: Vec<Pod> = pods
@@ -194,13 +169,7 @@ async fn sync(
             &message,
         ));
         let status = json!({"currentReplicas": current, "desiredReplicas": current, "conditions": conditions});
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
-        .await?;
-        return Ok(());
+        return write_status(&api, &name, status).await;
     };
     conditions.push(condition(
         "ScalingActive",
@@ -268,8 +237,16 @@ async fn sync(
     } else if let Some(last) = hpa.status.as_ref().and_then(|s| s.last_scale_time.clone()) {
         status["lastScaleTime"] = json!(last);
     }
+    write_status(&api, &name, status).await
+}
+
+async fn write_status(
+    api: &Api<HorizontalPodAutoscaler>,
+    name: &str,
+    status: Value,
+) -> Result<(), kube::Error> {
     api.patch_status(
-        &name,
+        name,
         &PatchParams::default(),
         &Patch::Merge(&json!({"status": status})),
     )
@@ -356,13 +333,7 @@ async fn resource_metric(
         "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?labelSelector={}",
         form_urlencoded::byte_serialize(selector.as_bytes()).collect::<String>()
     );
-    let list: Value = ctx
-        .client
-        .request(
-            http::Request::get(&path)
-                .body(Vec::new())
-                .expect("a valid request"),
-        )
+    let list: Value = get_json(&ctx.client, &path)
         .await
         .map_err(|e| format!("unable to get metrics for resource {resource}: {e}"))?;
     let usage: BTreeMap<String, f64> = list["items"]
@@ -466,37 +437,22 @@ fn quantity_string(resource: &str, value: f64) -> String {
 
 /// Requests per second of each Wasm HTTP pod, from every real node.
 async fn requests_per_second(ctx: &Context) -> HashMap<(String, String), f64> {
-    let mut out = HashMap::new();
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let Ok(list) = nodes
-        .list(&ListParams::default().labels("!node.peapod.dev/hollow"))
+    let samples: Vec<Value> = from_nodes(&ctx.client, "/stats/metrics")
         .await
-    else {
-        return out;
-    };
-    for node in list.items {
-        let path = format!("/api/v1/nodes/{}/proxy/stats/metrics", node.name_any());
-        let Ok(sample) = ctx
-            .client
-            .request::<Value>(
-                http::Request::get(&path)
-                    .body(Vec::new())
-                    .expect("a valid request"),
-            )
-            .await
-        else {
-            continue;
-        };
-        for pod in sample["pods"].as_array().into_iter().flatten() {
-            if let Some(rps) = pod["requestsPerSecond"].as_f64() {
-                out.insert(
-                    (
-                        pod["namespace"].as_str().unwrap_or_default().to_string(),
-                        pod["name"].as_str().unwrap_or_default().to_string(),
-                    ),
-                    rps,
-                );
-            }
+        .unwrap_or_default();
+    let mut out = HashMap::new();
+    for pod in samples
+        .iter()
+        .flat_map(|s| s["pods"].as_array().into_iter().flatten())
+    {
+        if let Some(rps) = pod["requestsPerSecond"].as_f64() {
+            out.insert(
+                (
+                    pod["namespace"].as_str().unwrap_or_default().to_string(),
+                    pod["name"].as_str().unwrap_or_default().to_string(),
+                ),
+                rps,
+            );
         }
     }
     out
