@@ -118,6 +118,35 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Forgets the host's neighbour (ARP) entry for `ip` on the bridge. A new
+/// pod often gets the address of one just removed; the entry still holds
+/// the old pod's MAC and stays "reachable" for seconds, dropping the new
+/// pod's traffic until it expires.
+pub async fn forget_neighbour(handle: &Handle, bridge: u32, ip: Ipv4Addr) -> Result<()> {
+    use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+    let mut entries = handle
+        .neighbours()
+        .get()
+        .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+        .execute();
+    while let Some(entry) = entries.try_next().await? {
+        let ours = entry.header.ifindex == bridge
+            && entry
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) if *d == ip));
+        if ours {
+            match handle.neighbours().del(entry).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => {}
+                Err(e) => return Err(e.into()),
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Plumbs a pod: a veth pair whose host end joins the bridge and whose
 /// other end becomes `eth0` in the pod's namespace, with `ip/prefix`, a
 /// default route via `gateway`, and `lo` up.

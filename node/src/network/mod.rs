@@ -115,6 +115,10 @@ impl Network {
         netns::create(netns::Kind::Ipc, &ipc, None)?;
         netns::create(netns::Kind::Uts, &uts, Some(hostname))?;
         let ip = self.ipam.allocate(uid)?;
+        // The address may have been another pod's a moment ago.
+        if let Err(e) = links::forget_neighbour(&self.host, self.bridge, ip).await {
+            tracing::debug!("forgetting the neighbour entry of {ip}: {e}");
+        }
         let plumbed = links::plumb_pod(
             &self.host,
             self.bridge,
