@@ -1,7 +1,8 @@
 //! Scale-to-zero functions end to end (needs root and the wasm32-wasip2
 //! target): a real Knative Service manifest running the Wasm HTTP sample
 //! answers through the Ingress, scales to zero after its grace period,
-//! comes back on the next request, scales out under load and back, loses
+//! comes back on the next request (answered by the function's standby,
+//! even while its pod cannot be scheduled), scales out under load and back, loses
 //! no request while scaling from zero under concurrent load, and makes a
 //! new Revision when its template changes.
 
@@ -135,7 +136,38 @@ fn functions_scale_to_zero_and_back() {
     let (code, body) = get(&port, host, "/cold").expect("an answer from zero");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("at /cold"));
-    assert_eq!(replicas(&s, "hello-00001-deployment"), 1);
+    assert!(eventually(WAIT, || replicas(&s, "hello-00001-deployment") == 1));
+
+    // At zero on a cordoned node, the function's standby still answers at
+    // once, and the pod it asked for waits to be scheduled.
+    assert!(eventually(WAIT, || replicas(&s, "hello-00001-deployment")
+        == 0
+        && pods(&s) == 0));
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    s.ok(&["cordon", &node]);
+    let answer = get(&port, host, "/standby");
+    let asked = eventually(WAIT, || replicas(&s, "hello-00001-deployment") == 1);
+    let unbound = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "serving.knative.dev/service=hello",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    s.ok(&["uncordon", &node]);
+    assert!(
+        answer
+            .as_ref()
+            .is_some_and(|(code, body)| *code == 200 && body.contains("at /standby")),
+        "{answer:?}\n{}",
+        s.log()
+    );
+    assert!(asked, "the standby's request asked for no pod");
+    assert_eq!(unbound, "", "the pod was not waiting to be scheduled");
+    assert!(eventually(WAIT, || s
+        .ok(&["get", "pods", "-l", "serving.knative.dev/service=hello"])
+        .contains("Running")));
 
     let metrics = s.ok(&["get", "--raw", "/metrics"]);
     assert!(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::registry::Registry;
-use support::{Server, eventually, manifest, up_flags};
+use support::{Server, eventually, flag_value, manifest, up_flags};
 
 fn pod(s: &Server, name: &str) -> Value {
     serde_json::from_str(&s.ok(&["get", "pod", name, "-o", "json"])).expect("pod JSON")
@@ -46,26 +46,42 @@ fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
 }
 
 /// Everything of the test's pods on the host: veths, mounts, cgroups.
-fn leftovers(data: &std::path::Path, run: &std::path::Path, uids: &[String]) -> Vec<String> {
+/// What the node keeps ready ahead of pods (warm sandboxes, the standby
+/// sandbox) is not a leftover, but each of those holds exactly one veth.
+fn leftovers(
+    data: &std::path::Path,
+    run: &std::path::Path,
+    bridge: &str,
+    uids: &[String],
+) -> Vec<String> {
+    let node_owned = |name: &str| name.starts_with("warm-") || name == "peapod-standby";
     let mut found = Vec::new();
+    let mut sandboxes = 0;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
-        if m.starts_with(&data.join("pods").display().to_string())
-            || m.starts_with(&run.display().to_string())
-        {
+        let ours = m.starts_with(&data.join("pods").display().to_string())
+            || m.starts_with(&run.display().to_string());
+        let name = m.rsplit('/').next().unwrap_or_default();
+        if !ours {
+            continue;
+        }
+        if !node_owned(name) {
             found.push(format!("mount {m}"));
+        } else if m.contains("/netns/") {
+            sandboxes += 1;
         }
     }
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link"])
+    let ports = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
         .output()
         .unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
+    let ports = String::from_utf8_lossy(&ports.stdout).lines().count();
+    if ports != sandboxes {
+        found.push(format!(
+            "{ports} veths on {bridge} for {sandboxes} sandboxes of the node"
+        ));
+    }
     for uid in uids {
-        let short: String = uid.chars().filter(|c| *c != '-').take(11).collect();
-        if links.contains(&format!("pp{short}")) {
-            found.push(format!("veth of pod {uid}"));
-        }
         let cgroup = format!("/sys/fs/cgroup/memory/peapod/pod{}", uid.replace('-', ""));
         if std::path::Path::new(&cgroup).exists() {
             found.push(format!("cgroup {cgroup}"));
@@ -84,6 +100,7 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     let run = tempfile::tempdir().unwrap();
     let mut flags = up_flags("node", run.path());
     flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    let bridge = format!("{}0", flag_value(&flags, "--network-name"));
     let s = Server::up(flags.clone());
     assert!(
         eventually(Duration::from_secs(30), || s
@@ -272,10 +289,11 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         eventually(Duration::from_secs(10), || leftovers(
             &data,
             run.path(),
+            &bridge,
             &uids
         )
         .is_empty()),
         "left behind: {:?}",
-        leftovers(&data, run.path(), &uids)
+        leftovers(&data, run.path(), &bridge, &uids)
     );
 }

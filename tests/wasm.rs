@@ -122,10 +122,13 @@ fn wasm_pods_serve_run_and_are_contained() {
         "-o",
         "jsonpath={.spec.clusterIP}",
     ]);
-    assert!(
-        http(&format!("{cluster_ip}:80"), None, "/by-service")
-            .is_some_and(|b| b.contains("at /by-service"))
-    );
+    // The Service's rules follow the pod's readiness within moments.
+    assert!(eventually(WAIT, || http(
+        &format!("{cluster_ip}:80"),
+        None,
+        "/by-service"
+    )
+    .is_some_and(|b| b.contains("at /by-service"))));
     assert!(eventually(WAIT, || http(
         &format!("127.0.0.1:{ingress_port}"),
         Some("hello.example.com"),
@@ -221,8 +224,14 @@ fn wasm_pods_serve_run_and_are_contained() {
             "-o",
             "jsonpath={.status.readyReplicas}"
         ]) == "200"),
-        "{}",
-        s.ok(&["get", "deployment", "hello-wasm"])
+        "{}\n{}\n{}",
+        s.ok(&["get", "deployment", "hello-wasm"]),
+        s.ok(&["get", "pods", "-o", "wide"])
+            .lines()
+            .filter(|l| !l.contains("Running"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        s.ok(&["get", "events", "--field-selector", "type=Warning"])
     );
     let ips = s.ok(&[
         "get",

@@ -7,7 +7,9 @@
 //! to one replica, is held (bounded queue, timeout) until an endpoint is
 //! ready, and is then forwarded; once the endpoints are programmed the
 //! traffic bypasses the activator again. No request is dropped across the
-//! switch: whatever reaches the activator is forwarded.
+//! switch: whatever reaches the activator is forwarded. A Wasm function
+//! with a standby on this node (see `agent::standby`) is not held: the
+//! standby answers while the pod starts.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,6 +39,7 @@ use tokio::sync::{Semaphore, watch};
 use peapod_control::controllers::knative::{ACTIVATOR_ANNOTATION, SCALE_TARGET_ANNOTATION};
 use peapod_control::telemetry::Telemetry;
 
+use crate::agent::standby::Standbys;
 use crate::proxy::Redirects;
 use crate::traffic::Traffic;
 
@@ -72,8 +75,26 @@ struct Function {
     next: AtomicUsize,
     queue: Semaphore,
     listener: tokio::task::AbortHandle,
-    /// When a scale-up was last asked for (asked at most once a second).
+    /// When a scale-up was last asked for in this spell without pods
+    /// (asked at most once a second).
     asked: Mutex<Option<Instant>>,
+}
+
+impl Function {
+    fn target(&self) -> String {
+        self.target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_endpoints(&self, addresses: Vec<SocketAddr>) {
+        if !addresses.is_empty() {
+            // The next spell without pods asks at once, however soon it comes.
+            *self.asked.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        self.endpoints.send_replace(addresses);
+    }
 }
 
 pub struct Activator {
@@ -83,6 +104,8 @@ pub struct Activator {
     traffic: Traffic,
     http: Client<HttpConnector, Body>,
     functions: Mutex<HashMap<Key, Arc<Function>>>,
+    /// Answer held requests of Wasm functions while their pods start.
+    standbys: Arc<Standbys>,
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
@@ -101,6 +124,7 @@ impl Activator {
         address: Ipv4Addr,
         steering: Steering,
         traffic: Traffic,
+        standbys: Arc<Standbys>,
     ) -> Arc<Activator> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -116,6 +140,7 @@ impl Activator {
                 .pool_max_idle_per_host(0)
                 .build(connector),
             functions: Mutex::new(HashMap::new()),
+            standbys,
         })
     }
 
@@ -147,13 +172,17 @@ impl Activator {
                         let addrs = ready_addresses(&e);
                         let k = key(&e);
                         if let Some(f) = self.function(&k) {
-                            f.endpoints.send_replace(addrs.clone());
+                            if !addrs.is_empty() {
+                                // A pod ran: its image may be on this node now.
+                                self.standbys.prepare(&k, &f.target());
+                            }
+                            f.set_endpoints(addrs.clone());
                         }
                         ready.insert(k, addrs);
                     }
                     Event::Delete(e) => {
                         if let Some(f) = self.function(&key(&e)) {
-                            f.endpoints.send_replace(Vec::new());
+                            f.set_endpoints(Vec::new());
                         }
                         ready.remove(&key(&e));
                     }
@@ -186,6 +215,7 @@ impl Activator {
             .get(SCALE_TARGET_ANNOTATION)
             .cloned()
             .unwrap_or_default();
+        self.standbys.prepare(&k, &target);
         if let Some(f) = self.function(&k) {
             *f.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
             return;
@@ -247,6 +277,7 @@ impl Activator {
             return;
         };
         f.listener.abort();
+        self.standbys.forget(k);
         self.steering
             .redirects
             .write()
@@ -299,17 +330,34 @@ impl Activator {
         };
         let arrived = Instant::now();
         let cold = f.endpoints.borrow().is_empty();
-        let held = cold.then(|| Telemetry::global().hold(&k.0, &k.1));
-        let endpoints = match self.ready(&f).await {
-            Some(e) => e,
+        let standby = if cold {
+            let target = f.target();
+            // Ready for the next cold request if not for this one.
+            self.standbys.prepare(k, &target);
+            self.standbys.address(k, &target)
+        } else {
+            None
+        };
+        let endpoints = match standby {
+            Some(address) => {
+                // Answered at once; the pod is asked for meanwhile.
+                let (client, function) = (self.client.clone(), f.clone());
+                tokio::spawn(async move { scale_up(&client, &function).await });
+                vec![address]
+            }
             None => {
-                return text(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("{}/{} did not start within {}s\n", k.0, k.1, HOLD.as_secs()),
-                );
+                let _held = cold.then(|| Telemetry::global().hold(&k.0, &k.1));
+                match self.ready(&f).await {
+                    Some(e) => e,
+                    None => {
+                        return text(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            format!("{}/{} did not start within {}s\n", k.0, k.1, HOLD.as_secs()),
+                        );
+                    }
+                }
             }
         };
-        drop(held);
         let response = self.forward(&f, endpoints, req).await;
         if cold && response.status().is_success() {
             Telemetry::global().cold_start(&k.0, &k.1, arrived.elapsed());
@@ -327,7 +375,7 @@ impl Activator {
             if !now.is_empty() {
                 return Some(now);
             }
-            self.scale_up(f).await;
+            scale_up(&self.client, f).await;
             // Ask again now and then: the first ask may have raced a scale down.
             let wait = tokio::time::timeout_at(
                 deadline.min(tokio::time::Instant::now() + Duration::from_secs(2)),
@@ -336,42 +384,6 @@ impl Activator {
             if wait.await.is_err() && tokio::time::Instant::now() >= deadline {
                 return None;
             }
-        }
-    }
-
-    async fn scale_up(&self, f: &Function) {
-        {
-            let mut asked = f.asked.lock().unwrap_or_else(PoisonError::into_inner);
-            if asked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return;
-            }
-            *asked = Some(Instant::now());
-        }
-        let target = f
-            .target
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if target.is_empty() {
-            return;
-        }
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &f.key.0);
-        let current = deployments
-            .get_scale(&target)
-            .await
-            .ok()
-            .and_then(|s| s.spec?.replicas)
-            .unwrap_or(0);
-        if current > 0 {
-            return;
-        }
-        let patch = json!({"spec": {"replicas": 1}});
-        match deployments
-            .patch_scale(&target, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => tracing::info!("activator: scaling {}/{} from zero", f.key.0, target),
-            Err(e) => tracing::warn!("activator: scaling {}/{target} up: {e}", f.key.0),
         }
     }
 
@@ -439,6 +451,40 @@ impl Activator {
             }
         }
         text(StatusCode::BAD_GATEWAY, "no pod of the function answered\n")
+    }
+}
+
+/// Asks for the function's Deployment to go from zero to one replica
+/// (at most once a second while it has no pod).
+async fn scale_up(client: &kube::Client, f: &Function) {
+    {
+        let mut asked = f.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        if asked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *asked = Some(Instant::now());
+    }
+    let target = f.target();
+    if target.is_empty() {
+        return;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &f.key.0);
+    let current = deployments
+        .get_scale(&target)
+        .await
+        .ok()
+        .and_then(|s| s.spec?.replicas)
+        .unwrap_or(0);
+    if current > 0 {
+        return;
+    }
+    let patch = json!({"spec": {"replicas": 1}});
+    match deployments
+        .patch_scale(&target, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => tracing::info!("activator: scaling {}/{} from zero", f.key.0, target),
+        Err(e) => tracing::warn!("activator: scaling {}/{target} up: {e}", f.key.0),
     }
 }
 

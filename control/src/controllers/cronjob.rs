@@ -52,14 +52,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
     let schedule = match croner::Cron::from_str(spec.schedule.trim()) {
         Ok(s) => s,
         Err(e) => {
-            ctx.recorder
-                .publish(
-                    &reference(cj.as_ref()),
-                    Kind::Warning,
-                    "UnparseableSchedule",
-                    &format!("unparseable schedule {:?}: {e}", spec.schedule),
-                )
-                .await;
+            ctx.recorder.publish(
+                &reference(cj.as_ref()),
+                Kind::Warning,
+                "UnparseableSchedule",
+                &format!("unparseable schedule {:?}: {e}", spec.schedule),
+            );
             return Ok(Action::await_change());
         }
     };
@@ -68,14 +66,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         .as_deref()
         .is_some_and(|tz| !matches!(tz, "UTC" | "Etc/UTC"))
     {
-        ctx.recorder
-            .publish(
-                &reference(cj.as_ref()),
-                Kind::Warning,
-                "UnknownTimeZone",
-                "only UTC schedules are supported",
-            )
-            .await;
+        ctx.recorder.publish(
+            &reference(cj.as_ref()),
+            Kind::Warning,
+            "UnknownTimeZone",
+            "only UTC schedules are supported",
+        );
         return Ok(Action::await_change());
     }
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
@@ -141,14 +137,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
             };
             match jobs_api.create(&PostParams::default(), &job).await {
                 Ok(j) => {
-                    ctx.recorder
-                        .publish(
-                            &reference(cj.as_ref()),
-                            Kind::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created job {}", j.name_any()),
-                        )
-                        .await;
+                    ctx.recorder.publish(
+                        &reference(cj.as_ref()),
+                        Kind::Normal,
+                        "SuccessfulCreate",
+                        &format!("Created job {}", j.name_any()),
+                    );
                     jobs.push(j);
                 }
                 // Already created for this time (e.g. before a restart).

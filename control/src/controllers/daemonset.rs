@@ -156,14 +156,12 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                     .extend(daemon_tolerations());
                 let created = pods_api.create(&PostParams::default(), &pod).await?;
                 let msg = format!("Created pod: {}", created.name_any());
-                ctx.recorder
-                    .publish(
-                        &reference(ds.as_ref()),
-                        Kind::Normal,
-                        "SuccessfulCreate",
-                        &msg,
-                    )
-                    .await;
+                ctx.recorder.publish(
+                    &reference(ds.as_ref()),
+                    Kind::Normal,
+                    "SuccessfulCreate",
+                    &msg,
+                );
                 unavailable += 1;
             }
             Some(p) => {

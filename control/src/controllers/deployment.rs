@@ -114,8 +114,7 @@ impl Rollout<'_> {
         );
         self.ctx
             .recorder
-            .publish(&reference(self.d), Kind::Normal, "ScalingReplicaSet", &msg)
-            .await;
+            .publish(&reference(self.d), Kind::Normal, "ScalingReplicaSet", &msg);
         Ok(())
     }
 
@@ -173,10 +172,12 @@ impl Rollout<'_> {
             Ok(created) => {
                 if replicas > 0 {
                     let msg = format!("Scaled up replica set {name} to {replicas}");
-                    self.ctx
-                        .recorder
-                        .publish(&reference(self.d), Kind::Normal, "ScalingReplicaSet", &msg)
-                        .await;
+                    self.ctx.recorder.publish(
+                        &reference(self.d),
+                        Kind::Normal,
+                        "ScalingReplicaSet",
+                        &msg,
+                    );
                 }
                 Ok(created)
             }

@@ -3,7 +3,7 @@
 //! on them (numbers, or container port names resolved per pod), ready pods
 //! in `addresses`, the others in `notReadyAddresses`. Pods and Services
 //! are watched; a change marks its namespace, and marked namespaces are
-//! recomputed together after a short pause so that bursts cost one pass.
+//! recomputed together, paced so that a burst costs few passes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 
 use super::Context;
 use super::common::{is_pod_ready, owner_reference};
+use super::pace::Pacer;
 
-/// How long changes are gathered before a pass.
-const BATCH: Duration = Duration::from_millis(20);
+/// The least time between two passes; changes meanwhile are gathered.
+const BATCH: Duration = Duration::from_millis(5);
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 const MANAGER: &str = "endpointslice-controller.k8s.io";
@@ -50,16 +51,13 @@ pub async fn run(ctx: Arc<Context>) {
     .map(|e| e.map(|e| Change::Pod(Box::new(e))));
     let mut changes = futures::stream::select(services, pods).boxed();
     let mut state = State::default();
+    let mut pacer = Pacer::new(BATCH);
     loop {
         let Some(first) = changes.next().await else {
             return;
         };
         state.apply(first);
-        // Gather what else arrives in the batch window.
-        let deadline = tokio::time::Instant::now() + BATCH;
-        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, changes.next()).await {
-            state.apply(more);
-        }
+        pacer.gather(&mut changes, |more| state.apply(more)).await;
         let dirty = std::mem::take(&mut state.dirty);
         for ns in dirty {
             if let Err(e) = state.reconcile(&ctx, &ns).await {

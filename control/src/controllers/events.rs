@@ -3,24 +3,42 @@
 //! new object, as Kubernetes' event recorder does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::common::time_now;
 
 /// (object uid, reason, message) → (namespace, event name, count).
 type Seen = HashMap<(String, String, String), (String, String, i32)>;
 
+/// Hands events to a background writer so that no reconcile or pod start
+/// waits for an event's write; like Kubernetes' event broadcaster, events
+/// beyond a full queue are dropped.
 #[derive(Clone)]
 pub struct Recorder {
+    queue: mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    about: ObjectReference,
+    kind: Kind,
+    reason: String,
+    message: String,
+}
+
+/// Events waiting to be written at most; more are dropped.
+const QUEUE: usize = 4096;
+
+/// Writes the queued events in order.
+struct Writer {
     client: kube::Client,
     component: String,
-    seen: Arc<Mutex<Seen>>,
+    seen: Seen,
 }
 
 #[derive(Clone, Copy)]
@@ -44,24 +62,45 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
 }
 
 impl Recorder {
+    /// A recorder whose writer runs on the current Tokio runtime.
     pub fn new(client: kube::Client, component: &str) -> Recorder {
-        Recorder {
+        let (queue, mut pending) = mpsc::channel::<Pending>(QUEUE);
+        let mut writer = Writer {
             client,
             component: component.to_string(),
-            seen: Arc::default(),
-        }
+            seen: Seen::new(),
+        };
+        tokio::spawn(async move {
+            while let Some(p) = pending.recv().await {
+                if let Err(e) = writer
+                    .try_publish(&p.about, p.kind, &p.reason, &p.message)
+                    .await
+                {
+                    tracing::debug!("event {} not recorded: {e}", p.reason);
+                }
+            }
+        });
+        Recorder { queue }
     }
 
-    /// Records an event; failures are logged, never returned (an event is
-    /// a courtesy, not part of reconciling).
-    pub async fn publish(&self, about: &ObjectReference, kind: Kind, reason: &str, message: &str) {
-        if let Err(e) = self.try_publish(about, kind, reason, message).await {
-            tracing::debug!("event {reason} not recorded: {e}");
+    /// Records an event in the background; it is a courtesy, not part of
+    /// reconciling, so failures are logged, never returned.
+    pub fn publish(&self, about: &ObjectReference, kind: Kind, reason: &str, message: &str) {
+        let pending = Pending {
+            about: about.clone(),
+            kind,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        };
+        if self.queue.try_send(pending).is_err() {
+            tracing::debug!("event {reason} dropped: the event queue is full");
         }
     }
+}
 
+impl Writer {
     async fn try_publish(
-        &self,
+        &mut self,
         about: &ObjectReference,
         kind: Kind,
         reason: &str,
@@ -74,7 +113,7 @@ impl Recorder {
             reason.to_string(),
             message.to_string(),
         );
-        let repeat = self.seen.lock().expect("lock").get(&key).cloned();
+        let repeat = self.seen.get(&key).cloned();
         let now = time_now();
         if let Some((ns, name, count)) = repeat {
             let patch = json!({"count": count + 1, "lastTimestamp": now});
@@ -84,10 +123,7 @@ impl Recorder {
                 .await
                 .is_ok()
             {
-                self.seen
-                    .lock()
-                    .expect("lock")
-                    .insert(key, (ns, name, count + 1));
+                self.seen.insert(key, (ns, name, count + 1));
                 return Ok(());
             }
         }
@@ -118,11 +154,10 @@ impl Recorder {
             ..Default::default()
         };
         let created = api.create(&PostParams::default(), &event).await?;
-        let mut seen = self.seen.lock().expect("lock");
-        if seen.len() > 10_000 {
-            seen.clear();
+        if self.seen.len() > 10_000 {
+            self.seen.clear();
         }
-        seen.insert(
+        self.seen.insert(
             key,
             (namespace, created.metadata.name.unwrap_or_default(), 1),
         );

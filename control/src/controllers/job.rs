@@ -108,8 +108,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         conditions.push(condition("FailureTarget", reason, message));
         conditions.push(condition("Failed", reason, message));
         ctx.recorder
-            .publish(&reference(job.as_ref()), Kind::Warning, reason, message)
-            .await;
+            .publish(&reference(job.as_ref()), Kind::Warning, reason, message);
     } else if done {
         conditions.push(condition(
             "SuccessCriteriaMet",
@@ -122,14 +121,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             "Reached expected number of succeeded pods",
         ));
         completion_time = Some(time_now());
-        ctx.recorder
-            .publish(
-                &reference(job.as_ref()),
-                Kind::Normal,
-                "Completed",
-                "Job completed",
-            )
-            .await;
+        ctx.recorder.publish(
+            &reference(job.as_ref()),
+            Kind::Normal,
+            "Completed",
+            "Job completed",
+        );
     } else if spec.suspend != Some(true) {
         let remaining = completions.map_or(parallelism, |c| (c - succeeded).max(0));
         let want = parallelism.min(remaining) as usize;
@@ -142,24 +139,20 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             );
             match pods.create(&PostParams::default(), &pod).await {
                 Ok(p) => {
-                    ctx.recorder
-                        .publish(
-                            &reference(job.as_ref()),
-                            Kind::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {}", p.name_any()),
-                        )
-                        .await;
+                    ctx.recorder.publish(
+                        &reference(job.as_ref()),
+                        Kind::Normal,
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", p.name_any()),
+                    );
                 }
                 Err(e) => {
-                    ctx.recorder
-                        .publish(
-                            &reference(job.as_ref()),
-                            Kind::Warning,
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        )
-                        .await;
+                    ctx.recorder.publish(
+                        &reference(job.as_ref()),
+                        Kind::Warning,
+                        "FailedCreate",
+                        &format!("Error creating: {e}"),
+                    );
                     return Err(e.into());
                 }
             }

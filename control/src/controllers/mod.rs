@@ -17,6 +17,7 @@ pub mod namespace;
 mod node_stats;
 mod nodeipam;
 pub mod nodelifecycle;
+pub mod pace;
 pub mod replicaset;
 mod runner;
 mod statefulset;

@@ -67,19 +67,17 @@ async fn assign(ctx: &Context, nodes: &Api<Node>, node: &Node) -> Result<(), kub
         .collect();
     let settings = &ctx.settings;
     let Some(cidr) = first_free(settings.cluster_cidr, settings.node_cidr_mask_size, &used) else {
-        ctx.recorder
-            .publish(
-                &reference(node),
-                Kind::Warning,
-                "CIDRNotAvailable",
-                &format!(
-                    "Node {} status is now: CIDRNotAvailable (no /{} left in {})",
-                    node.name_any(),
-                    settings.node_cidr_mask_size,
-                    settings.cluster_cidr
-                ),
-            )
-            .await;
+        ctx.recorder.publish(
+            &reference(node),
+            Kind::Warning,
+            "CIDRNotAvailable",
+            &format!(
+                "Node {} status is now: CIDRNotAvailable (no /{} left in {})",
+                node.name_any(),
+                settings.node_cidr_mask_size,
+                settings.cluster_cidr
+            ),
+        );
         return Ok(());
     };
     let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});

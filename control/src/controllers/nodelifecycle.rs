@@ -70,14 +70,12 @@ async fn check(ctx: &Context) -> Result<(), kube::Error> {
                 nodes
                     .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
                     .await?;
-                ctx.recorder
-                    .publish(
-                        &reference(&node),
-                        Kind::Normal,
-                        "NodeNotReady",
-                        &format!("Node {name} status is now: NodeNotReady"),
-                    )
-                    .await;
+                ctx.recorder.publish(
+                    &reference(&node),
+                    Kind::Normal,
+                    "NodeNotReady",
+                    &format!("Node {name} status is now: NodeNotReady"),
+                );
             }
             match tainted {
                 None => {
@@ -155,8 +153,7 @@ async fn evict(ctx: &Context, node: &str, taint: &Taint) -> Result<(), kube::Err
                     pod.name_any()
                 );
                 ctx.recorder
-                    .publish(&reference(&pod), Kind::Normal, "TaintManagerEviction", &msg)
-                    .await;
+                    .publish(&reference(&pod), Kind::Normal, "TaintManagerEviction", &msg);
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -114,26 +114,22 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
                 match r {
                     Ok(p) => {
                         let msg = format!("Created pod: {}", p.name_any());
-                        ctx.recorder
-                            .publish(
-                                &reference(rs.as_ref()),
-                                Kind::Normal,
-                                "SuccessfulCreate",
-                                &msg,
-                            )
-                            .await;
+                        ctx.recorder.publish(
+                            &reference(rs.as_ref()),
+                            Kind::Normal,
+                            "SuccessfulCreate",
+                            &msg,
+                        );
                         active.push(p);
                     }
                     Err(e) => {
                         failed = true;
-                        ctx.recorder
-                            .publish(
-                                &reference(rs.as_ref()),
-                                Kind::Warning,
-                                "FailedCreate",
-                                &format!("Error creating: {e}"),
-                            )
-                            .await;
+                        ctx.recorder.publish(
+                            &reference(rs.as_ref()),
+                            Kind::Warning,
+                            "FailedCreate",
+                            &format!("Error creating: {e}"),
+                        );
                     }
                 }
             }
@@ -150,14 +146,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
             match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
                 Ok(_) => {
                     let msg = format!("Deleted pod: {}", pod.name_any());
-                    ctx.recorder
-                        .publish(
-                            &reference(rs.as_ref()),
-                            Kind::Normal,
-                            "SuccessfulDelete",
-                            &msg,
-                        )
-                        .await;
+                    ctx.recorder.publish(
+                        &reference(rs.as_ref()),
+                        Kind::Normal,
+                        "SuccessfulDelete",
+                        &msg,
+                    );
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),

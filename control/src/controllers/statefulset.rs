@@ -100,14 +100,12 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         match pods_api.create(&PostParams::default(), &pod).await {
             Ok(_) => {
                 let msg = format!("create Pod {name}-{i} in StatefulSet {name} successful");
-                ctx.recorder
-                    .publish(
-                        &reference(sts.as_ref()),
-                        Kind::Normal,
-                        "SuccessfulCreate",
-                        &msg,
-                    )
-                    .await;
+                ctx.recorder.publish(
+                    &reference(sts.as_ref()),
+                    Kind::Normal,
+                    "SuccessfulCreate",
+                    &msg,
+                );
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
@@ -126,14 +124,12 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
                     .delete(&p.name_any(), &DeleteParams::default())
                     .await?;
                 let msg = format!("delete Pod {name}-{i} in StatefulSet {name} successful");
-                ctx.recorder
-                    .publish(
-                        &reference(sts.as_ref()),
-                        Kind::Normal,
-                        "SuccessfulDelete",
-                        &msg,
-                    )
-                    .await;
+                ctx.recorder.publish(
+                    &reference(sts.as_ref()),
+                    Kind::Normal,
+                    "SuccessfulDelete",
+                    &msg,
+                );
             }
             busy = true;
             if !parallel {

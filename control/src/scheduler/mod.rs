@@ -403,9 +403,7 @@ impl Scheduler {
             drop(permit);
             if result.is_ok() {
                 let msg = format!("Successfully assigned {k} to {node}");
-                recorder
-                    .publish(&reference(&pod), Kind::Normal, "Scheduled", &msg)
-                    .await;
+                recorder.publish(&reference(&pod), Kind::Normal, "Scheduled", &msg);
             }
             let _ = tx
                 .send(Input::Bound {
@@ -421,14 +419,12 @@ impl Scheduler {
     fn report_unschedulable(&self, pod: &Pod, message: String) {
         let (client, recorder, pod) = (self.client.clone(), self.recorder.clone(), pod.clone());
         tokio::spawn(async move {
-            recorder
-                .publish(
-                    &reference(&pod),
-                    Kind::Warning,
-                    "FailedScheduling",
-                    &message,
-                )
-                .await;
+            recorder.publish(
+                &reference(&pod),
+                Kind::Warning,
+                "FailedScheduling",
+                &message,
+            );
             let api: Api<Pod> = Api::namespaced(client, &pod.namespace().unwrap_or_default());
             let patch = json!({"status": {"conditions": [{
                 "type": "PodScheduled", "status": "False", "reason": "Unschedulable",

@@ -229,16 +229,14 @@ pub async fn pull(
                 "Normal",
                 "Pulled",
                 &format!("Container image \"{reference}\" already present on machine"),
-            )
-            .await;
+            );
         }
         return Ok(image);
     }
     if policy == PullPolicy::Never {
         let message =
             format!("Container image \"{reference}\" is not present with pull policy of Never");
-        node.event(ctx.pod, "Warning", "ErrImageNeverPull", &message)
-            .await;
+        node.event(ctx.pod, "Warning", "ErrImageNeverPull", &message);
         return Err(LaunchError {
             reason: "ErrImageNeverPull",
             message,
@@ -250,8 +248,7 @@ pub async fn pull(
         "Normal",
         "Pulling",
         &format!("Pulling image \"{reference}\""),
-    )
-    .await;
+    );
     let started = Instant::now();
     match node.images.pull(&reference, policy, ctx.credentials).await {
         Ok(image) => {
@@ -263,15 +260,13 @@ pub async fn pull(
                     "Successfully pulled image \"{reference}\" in {:.3}s",
                     started.elapsed().as_secs_f64()
                 ),
-            )
-            .await;
+            );
             Ok(image)
         }
         Err(e) => {
             let message = format!("Failed to pull image \"{reference}\": {e}");
-            node.event(ctx.pod, "Warning", "Failed", &message).await;
-            node.event(ctx.pod, "Warning", "Failed", "Error: ErrImagePull")
-                .await;
+            node.event(ctx.pod, "Warning", "Failed", &message);
+            node.event(ctx.pod, "Warning", "Failed", "Error: ErrImagePull");
             Err(LaunchError {
                 reason: "ErrImagePull",
                 message,

@@ -19,6 +19,7 @@ pub mod sandbox;
 mod server;
 mod service_env;
 mod spdy;
+pub mod standby;
 mod static_pods;
 mod status;
 mod storage;
@@ -110,19 +111,18 @@ pub struct NodeCtx {
 }
 
 impl NodeCtx {
-    pub async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
+    pub fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
         let kind = if kind == "Warning" {
             Kind::Warning
         } else {
             Kind::Normal
         };
-        self.event_kind(pod, kind, reason, message).await;
+        self.event_kind(pod, kind, reason, message);
     }
 
-    pub async fn event_kind(&self, pod: &Pod, kind: Kind, reason: &str, message: &str) {
+    pub fn event_kind(&self, pod: &Pod, kind: Kind, reason: &str, message: &str) {
         self.recorder
-            .publish(&reference(pod), kind, reason, message)
-            .await;
+            .publish(&reference(pod), kind, reason, message);
     }
 
     /// The data of the ConfigMaps and Secrets a pod uses.
@@ -300,6 +300,8 @@ pub async fn run(
     ));
     tokio::spawn(static_pods::run(client.clone(), config.clone()));
     tokio::spawn(peers::run(node.clone()));
+    let warm = node.clone();
+    tokio::spawn(async move { warm.network.keep_warm().await });
     tokio::spawn(node.metrics.clone().run(node.clone()));
     let activator = crate::activator::Activator::new(
         client.clone(),
@@ -310,6 +312,7 @@ pub async fn run(
             poke: node.proxy_poke.clone(),
         },
         node.traffic.clone(),
+        standby::Standbys::new(node.clone()),
     );
     tokio::spawn(activator.run());
     let ingress = start_ingress(
@@ -532,6 +535,7 @@ async fn remove_orphans(node: &NodeCtx, live: &[String]) {
     );
     known.sort();
     known.dedup();
+    known.retain(|uid| uid != standby::SANDBOX_ID);
     for uid in known {
         if !live.contains(&uid) {
             tracing::info!("removing the remains of pod {uid}, deleted while the agent was away");

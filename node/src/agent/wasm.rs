@@ -74,7 +74,7 @@ fn exit(
     }
 }
 
-fn limits(c: &Container) -> (Option<u64>, Option<u64>) {
+pub(super) fn limits(c: &Container) -> (Option<u64>, Option<u64>) {
     let limits = c
         .resources
         .as_ref()

@@ -157,7 +157,7 @@ impl Worker {
                     Some(m) => self.handle(m).await,
                 },
                 Some((kind, reason, message)) = self.events.recv() => {
-                    self.node.event_kind(&self.pod, kind, &reason, &message).await;
+                    self.node.event_kind(&self.pod, kind, &reason, &message);
                 }
                 _ = tokio::time::sleep(wake) => {}
             }
@@ -406,11 +406,17 @@ impl Worker {
         }
         self.retry_at = None;
         if self.sandbox.is_none() || self.volumes.is_none() {
-            if let Err((reason, message)) = self.ensure_sandbox().await {
+            let began = Instant::now();
+            let ensured = self.ensure_sandbox().await;
+            tracing::debug!(
+                "pod {}/{}: sandbox and volumes in {:?}",
+                self.ns(),
+                self.pod.name_any(),
+                began.elapsed()
+            );
+            if let Err((reason, message)) = ensured {
                 if self.blocked.as_ref().map(|b| &b.1) != Some(&message) {
-                    self.node
-                        .event(&self.pod, "Warning", &reason, &message)
-                        .await;
+                    self.node.event(&self.pod, "Warning", &reason, &message);
                 }
                 self.blocked = Some(("ContainerCreating".into(), message));
                 self.retry_at = Some(Instant::now() + RETRY);
@@ -493,14 +499,12 @@ impl Worker {
                 c.name,
             );
             state.set_waiting("CrashLoopBackOff", Some(message.clone()));
-            self.node
-                .event(
-                    &self.pod,
-                    "Warning",
-                    "BackOff",
-                    "Back-off restarting failed container",
-                )
-                .await;
+            self.node.event(
+                &self.pod,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container",
+            );
             return;
         }
         state.restart_count += 1;
@@ -528,9 +532,7 @@ impl Worker {
             let image = c.image.clone().unwrap_or_default();
             let message = format!("Back-off pulling image \"{image}\"");
             state.set_waiting("ImagePullBackOff", Some(message.clone()));
-            self.node
-                .event(&self.pod, "Normal", "BackOff", &message)
-                .await;
+            self.node.event(&self.pod, "Normal", "BackOff", &message);
         }
     }
 
@@ -559,6 +561,7 @@ impl Worker {
             service_env: &service_env,
             credentials: &self.credentials,
         };
+        let began = Instant::now();
         let image = match launch::pull(&self.node, &ctx, c).await {
             Ok(img) => img,
             Err(e) => {
@@ -590,6 +593,7 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.runtime_class_name.as_deref());
         let is_wasm = image.wasm.is_some() || runtime_class == Some("wasm");
+        let pulled = began.elapsed();
         let started = if is_wasm {
             self.start_wasm(&ctx, c, &image, &id, log).await
         } else {
@@ -597,6 +601,13 @@ impl Worker {
                 .await
                 .map(Run::Oci)
         };
+        tracing::debug!(
+            "pod {}/{}: container {} image in {pulled:?}, started in {:?}",
+            self.ns(),
+            self.pod.name_any(),
+            c.name,
+            began.elapsed() - pulled
+        );
         {
             let state = if init {
                 &mut self.init[i]
@@ -608,22 +619,18 @@ impl Worker {
         }
         match started {
             Ok(running) => {
-                self.node
-                    .event(
-                        &self.pod,
-                        "Normal",
-                        "Created",
-                        &format!("Created container {}", c.name),
-                    )
-                    .await;
-                self.node
-                    .event(
-                        &self.pod,
-                        "Normal",
-                        "Started",
-                        &format!("Started container {}", c.name),
-                    )
-                    .await;
+                self.node.event(
+                    &self.pod,
+                    "Normal",
+                    "Created",
+                    &format!("Created container {}", c.name),
+                );
+                self.node.event(
+                    &self.pod,
+                    "Normal",
+                    "Started",
+                    &format!("Started container {}", c.name),
+                );
                 let state = if init {
                     &mut self.init[i]
                 } else {
@@ -677,14 +684,12 @@ impl Worker {
 
     async fn launch_failed(&mut self, init: bool, i: usize, e: LaunchError) {
         if !e.reported {
-            self.node
-                .event(
-                    &self.pod,
-                    "Warning",
-                    "Failed",
-                    &format!("Error: {}", e.message),
-                )
-                .await;
+            self.node.event(
+                &self.pod,
+                "Warning",
+                "Failed",
+                &format!("Error: {}", e.message),
+            );
         }
         let state = if init {
             &mut self.init[i]
@@ -804,9 +809,7 @@ impl Worker {
                     "Container {} failed {what} probe, will be restarted",
                     o.container
                 );
-                self.node
-                    .event(&self.pod, "Normal", "Killing", &message)
-                    .await;
+                self.node.event(&self.pod, "Normal", "Killing", &message);
                 self.node.stop_run(running, grace);
             }
             (ProbeKind::Liveness, true) => {}
@@ -969,14 +972,12 @@ impl Worker {
             })
             .collect();
         for (name, r) in &running {
-            self.node
-                .event(
-                    &self.pod,
-                    "Normal",
-                    "Killing",
-                    &format!("Stopping container {name}"),
-                )
-                .await;
+            self.node.event(
+                &self.pod,
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+            );
             if graceful && let Some(spec) = self.container_spec(name) {
                 super::hooks::pre_stop(
                     &self.node,

@@ -13,10 +13,12 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
+use peapod_control::controllers::pace::Pacer;
+
 use super::SharedRecords;
 use super::records::Records;
 
-/// How long changes are gathered before a rebuild.
+/// The least time between two rebuilds (see `Pacer`).
 const BATCH: Duration = Duration::from_millis(30);
 
 type Key = (String, String);
@@ -111,12 +113,14 @@ pub async fn watch(client: kube::Client, records: SharedRecords) {
     let mut changes = futures::stream::select(services, endpoints).boxed();
     let mut services: Cache<Service> = Cache::default();
     let mut endpoints: Cache<Endpoints> = Cache::default();
+    let mut pacer = Pacer::new(BATCH);
     while let Some(first) = changes.next().await {
         let mut changed = apply(first, &mut services, &mut endpoints);
-        let deadline = tokio::time::Instant::now() + BATCH;
-        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, changes.next()).await {
-            changed |= apply(more, &mut services, &mut endpoints);
-        }
+        pacer
+            .gather(&mut changes, |more| {
+                changed |= apply(more, &mut services, &mut endpoints)
+            })
+            .await;
         if !(changed && services.listed && endpoints.listed) {
             continue;
         }

@@ -18,12 +18,14 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
+use peapod_control::controllers::pace::Pacer;
+
 use super::proxy::SharedRoutes;
 use super::routes::{self, Key, Objects, RouteTable};
 use super::status;
 use super::tls::{CertLoader, SharedCerts, TLS_SECRET_TYPE};
 
-/// How long changes are gathered before a rebuild.
+/// The least time between two rebuilds (see `Pacer`).
 const BATCH: Duration = Duration::from_millis(30);
 
 enum Change {
@@ -190,12 +192,12 @@ pub async fn watch(
     ]);
     let mut state = State::default();
     let mut loader = CertLoader::default();
+    let mut pacer = Pacer::new(BATCH);
     while let Some(first) = changes.next().await {
         let mut changed = state.apply(first);
-        let deadline = tokio::time::Instant::now() + BATCH;
-        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, changes.next()).await {
-            changed |= state.apply(more);
-        }
+        pacer
+            .gather(&mut changes, |more| changed |= state.apply(more))
+            .await;
         if !(changed && state.listed()) {
             continue;
         }

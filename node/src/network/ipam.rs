@@ -63,6 +63,18 @@ impl Ipam {
         )))
     }
 
+    /// Hands the address `from` holds to `to`.
+    pub fn transfer(&self, from: &str, to: &str) -> io::Result<Ipv4Addr> {
+        let ip = self
+            .lookup(from)
+            .ok_or_else(|| io::Error::other(format!("{from} holds no address")))?;
+        let file = self.dir.join(ip.to_string());
+        let temp = self.dir.join(format!(".{ip}.new"));
+        std::fs::write(&temp, to)?;
+        std::fs::rename(&temp, &file)?;
+        Ok(ip)
+    }
+
     /// Frees every address `owner` holds.
     pub fn release(&self, owner: &str) {
         while let Some(ip) = self.lookup(owner) {
@@ -100,6 +112,11 @@ mod tests {
         // A new agent over the same directory sees the same leases.
         let again = Ipam::new(dir.path(), "10.244.3.0/24".parse().unwrap()).unwrap();
         assert_eq!(again.lookup("pod-b"), Some(b));
+        assert_eq!(again.transfer("pod-b", "pod-d").unwrap(), b);
+        assert_eq!(
+            (again.lookup("pod-b"), again.lookup("pod-d")),
+            (None, Some(b))
+        );
         again.release("pod-a");
         assert_eq!(again.lookup("pod-a"), None);
         assert_eq!(again.allocate("pod-c").unwrap(), a);

@@ -123,28 +123,23 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<()> {
 /// the old pod's MAC and stays "reachable" for seconds, dropping the new
 /// pod's traffic until it expires.
 pub async fn forget_neighbour(handle: &Handle, bridge: u32, ip: Ipv4Addr) -> Result<()> {
-    use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
-    let mut entries = handle
-        .neighbours()
-        .get()
-        .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
-        .execute();
-    while let Some(entry) = entries.try_next().await? {
-        let ours = entry.header.ifindex == bridge
-            && entry
-                .attributes
-                .iter()
-                .any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) if *d == ip));
-        if ours {
-            match handle.neighbours().del(entry).execute().await {
-                Ok(()) => {}
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => {}
-                Err(e) => return Err(e.into()),
-            }
-            break;
-        }
+    use rtnetlink::packet_route::AddressFamily;
+    use rtnetlink::packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourMessage,
+    };
+    // Deleted by address, not found by a dump: dumps on a shared netlink
+    // socket collide (EBUSY) when pods start side by side.
+    let mut entry = NeighbourMessage::default();
+    entry.header.family = AddressFamily::Inet;
+    entry.header.ifindex = bridge;
+    entry
+        .attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    match handle.neighbours().del(entry).execute().await {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Plumbs a pod: a veth pair whose host end joins the bridge and whose

@@ -2,6 +2,11 @@
 //! veth pair to the node bridge, an address from the node's pod CIDR
 //! (recorded so that it survives agent restarts), a default route, IP
 //! forwarding, and masquerading of traffic leaving the cluster.
+//!
+//! A few sandboxes are kept ready ahead of pods (network and IPC
+//! namespaces, veth on the bridge, address, route: the slow part of a pod
+//! start); a new pod takes one and only gets its UTS namespace (its
+//! hostname) made. The agent refills the pool in the background.
 
 pub mod ipam;
 pub mod links;
@@ -11,6 +16,7 @@ pub mod routes;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use ipnet::Ipv4Net;
 
@@ -43,6 +49,21 @@ pub enum NetworkError {
 
 type Result<T> = std::result::Result<T, NetworkError>;
 
+/// How long a sandbox's netlink work may take before it is given up (and
+/// the pod's start retried) rather than waited on for ever.
+const NETLINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn bounded<T>(what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(NETLINK_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(NetworkError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{what} took longer than {NETLINK_TIMEOUT:?}"),
+            )))
+        })
+}
+
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
     /// Where namespace bind mounts live (`/run/peapod/netns`).
@@ -65,11 +86,20 @@ pub struct Sandbox {
     pub ip: Ipv4Addr,
 }
 
+/// Network sandboxes kept ready for new pods.
+pub const WARM_SANDBOXES: usize = 3;
+/// The prefix of a warm sandbox's name, in place of a pod uid.
+const WARM: &str = "warm-";
+
 pub struct Network {
     config: NetworkConfig,
     ipam: Ipam,
     host: rtnetlink::Handle,
     bridge: u32,
+    /// Names (in place of pod uids) of the ready warm sandboxes.
+    warm: Mutex<Vec<String>>,
+    /// Told when a warm sandbox was taken.
+    taken: tokio::sync::Notify,
 }
 
 impl Network {
@@ -81,12 +111,21 @@ impl Network {
             links::ensure_bridge(&host, &config.bridge, ipam.gateway(), ipam.prefix_len()).await?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
         masquerade::install(&config.chain, config.pod_cidr, config.cluster_cidr)?;
-        Ok(Network {
+        let network = Network {
             config,
             ipam,
             host,
             bridge,
-        })
+            warm: Mutex::default(),
+            taken: tokio::sync::Notify::new(),
+        };
+        // Warm sandboxes left by an earlier run go; the pool is made afresh.
+        for owner in network.ipam.owners() {
+            if owner.starts_with(WARM) {
+                network.remove(&owner).await;
+            }
+        }
+        Ok(network)
     }
 
     fn paths(&self, uid: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -105,40 +144,151 @@ impl Network {
         (net.exists() && ipc.exists() && uts.exists()).then_some(Sandbox { net, ipc, uts, ip })
     }
 
-    /// Creates a pod's namespaces and plumbs its network.
+    /// Creates a pod's namespaces and plumbs its network, from a warm
+    /// sandbox when one is ready.
     pub async fn create(&self, uid: &str, hostname: &str) -> Result<Sandbox> {
         if let Some(s) = self.existing(uid) {
             return Ok(s);
         }
+        let taken = self
+            .warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(warm) = taken {
+            self.taken.notify_one();
+            match self.adopt(&warm, uid, hostname).await {
+                Ok(s) => {
+                    tracing::debug!("pod {uid} took warm sandbox {warm}");
+                    return Ok(s);
+                }
+                Err(e) => {
+                    tracing::debug!("a warm sandbox failed to become pod {uid}'s: {e}");
+                    self.remove(&warm).await;
+                    self.remove(uid).await;
+                }
+            }
+        }
+        tracing::debug!("pod {uid}: no warm sandbox, making one");
         let (net, ipc, uts) = self.paths(uid);
         netns::create(netns::Kind::Net, &net, None)?;
         netns::create(netns::Kind::Ipc, &ipc, None)?;
         netns::create(netns::Kind::Uts, &uts, Some(hostname))?;
         let ip = self.ipam.allocate(uid)?;
-        // The address may have been another pod's a moment ago.
-        if let Err(e) = links::forget_neighbour(&self.host, self.bridge, ip).await {
-            tracing::debug!("forgetting the neighbour entry of {ip}: {e}");
-        }
-        let plumbed = links::plumb_pod(
-            &self.host,
-            self.bridge,
-            &net,
-            &links::host_interface(uid),
-            ip,
-            self.ipam.prefix_len(),
-            self.ipam.gateway(),
-        )
-        .await;
+        let plumbed = bounded("plumbing the pod's network", self.plumb(&net, uid, ip)).await;
         if let Err(e) = plumbed {
             self.remove(uid).await;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(Sandbox { net, ipc, uts, ip })
     }
 
+    /// The veth of sandbox `name` (a pod uid or a warm sandbox's name)
+    /// with address `ip` in the network namespace at `net`.
+    async fn plumb(&self, net: &Path, name: &str, ip: Ipv4Addr) -> Result<()> {
+        // The address may have been another pod's a moment ago.
+        if let Err(e) = links::forget_neighbour(&self.host, self.bridge, ip).await {
+            tracing::debug!("forgetting the neighbour entry of {ip}: {e}");
+        }
+        links::plumb_pod(
+            &self.host,
+            self.bridge,
+            net,
+            &links::host_interface(name),
+            ip,
+            self.ipam.prefix_len(),
+            self.ipam.gateway(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Warm sandboxes ready now.
+    pub fn warm_count(&self) -> usize {
+        self.warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Keeps `WARM_SANDBOXES` warm sandboxes ready, for as long as it runs.
+    pub async fn keep_warm(&self) {
+        loop {
+            while self
+                .warm
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+                < WARM_SANDBOXES
+            {
+                if let Err(e) = self.make_warm().await {
+                    tracing::warn!("making a warm pod sandbox: {e}");
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            }
+            self.taken.notified().await;
+            // Not while the pod that took one starts: both would wait on
+            // the kernel's network lock.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Makes one more warm sandbox: network and IPC namespaces, the veth
+    /// on the bridge, the address and route.
+    async fn make_warm(&self) -> Result<()> {
+        let name = format!("{WARM}{:08x}", rand::random::<u32>());
+        let made = async {
+            // The lease first: whatever is made under the name is found
+            // through it when a stop cuts this short.
+            let ip = self.ipam.allocate(&name)?;
+            let (net, ipc, _) = self.paths(&name);
+            netns::create(netns::Kind::Net, &net, None)?;
+            netns::create(netns::Kind::Ipc, &ipc, None)?;
+            bounded("plumbing a warm sandbox", self.plumb(&net, &name, ip)).await
+        };
+        match made.await {
+            Ok(()) => {
+                self.warm
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(name);
+                Ok(())
+            }
+            Err(e) => {
+                self.remove(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes warm sandbox `warm` pod `uid`'s: its namespaces, address and
+    /// veth change hands (the veth keeps its name, recorded for the pod);
+    /// the UTS namespace is made with the pod's hostname.
+    async fn adopt(&self, warm: &str, uid: &str, hostname: &str) -> Result<Sandbox> {
+        let (warm_net, warm_ipc, _) = self.paths(warm);
+        let (net, ipc, uts) = self.paths(uid);
+        // Recorded first, so that a failure below removes the veth with the pod.
+        std::fs::create_dir_all(self.interfaces_dir())?;
+        std::fs::write(self.interfaces_dir().join(uid), links::host_interface(warm))?;
+        netns::rebind(&warm_net, &net)?;
+        netns::rebind(&warm_ipc, &ipc)?;
+        netns::create(netns::Kind::Uts, &uts, Some(hostname))?;
+        let ip = self.ipam.transfer(warm, uid)?;
+        Ok(Sandbox { net, ipc, uts, ip })
+    }
+
+    /// Where the host ends of veths not named after their pod are recorded.
+    fn interfaces_dir(&self) -> PathBuf {
+        self.config.state_dir.join("interfaces")
+    }
+
     /// Removes everything of a pod's sandbox; safe to call repeatedly.
     pub async fn remove(&self, uid: &str) {
-        let _ = links::delete(&self.host, &links::host_interface(uid)).await;
+        let record = self.interfaces_dir().join(uid);
+        let host_if =
+            std::fs::read_to_string(&record).unwrap_or_else(|_| links::host_interface(uid));
+        let _ = links::delete(&self.host, &host_if).await;
+        let _ = std::fs::remove_file(record);
         let (net, ipc, uts) = self.paths(uid);
         for path in [net, ipc, uts] {
             if let Err(e) = netns::remove(&path) {
@@ -150,7 +300,9 @@ impl Network {
 
     /// Pods holding addresses (for cleanup of pods deleted while down).
     pub fn known_pods(&self) -> Vec<String> {
-        self.ipam.owners()
+        let mut owners = self.ipam.owners();
+        owners.retain(|o| !o.starts_with(WARM));
+        owners
     }
 
     pub fn gateway(&self) -> Ipv4Addr {
@@ -167,7 +319,7 @@ impl Network {
 
     /// Tears the node's network down (`--cleanup`).
     pub async fn teardown(&self) -> Result<()> {
-        for uid in self.known_pods() {
+        for uid in self.ipam.owners() {
             self.remove(&uid).await;
         }
         routes::sync(&self.host, &Default::default()).await?;

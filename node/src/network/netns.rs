@@ -63,6 +63,16 @@ pub fn create(kind: Kind, path: &Path, hostname: Option<&str>) -> io::Result<()>
     .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
+/// Moves the namespace held at `from` to be held at `to` instead.
+pub fn rebind(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    File::create(to)?;
+    mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+    remove(from)
+}
+
 /// Releases the namespace held at `path` (gone once nothing else uses it).
 pub fn remove(path: &Path) -> io::Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -20,7 +20,9 @@ use kube::runtime::watcher::{self, Event};
 
 use self::rules::{Chains, ServicePort};
 
-/// How long changes are gathered before a sync.
+use peapod_control::controllers::pace::Pacer;
+
+/// The least time between two syncs (see `Pacer`).
 const BATCH: Duration = Duration::from_millis(30);
 
 /// Service traffic that goes somewhere other than the Service's endpoints
@@ -203,12 +205,10 @@ pub async fn run(
         futures::stream::select(futures::stream::select(services, endpoints), pokes).boxed();
     let mut state = State::default();
     let mut last: Option<Vec<ServicePort>> = None;
+    let mut pacer = Pacer::new(BATCH);
     while let Some(first) = changes.next().await {
         state.apply(first);
-        let deadline = tokio::time::Instant::now() + BATCH;
-        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, changes.next()).await {
-            state.apply(more);
-        }
+        pacer.gather(&mut changes, |more| state.apply(more)).await;
         let redirects = config.redirects.read().expect("lock").clone();
         let ports = state.ports(&redirects);
         if last.as_ref() == Some(&ports) {

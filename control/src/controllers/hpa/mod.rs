@@ -219,17 +219,15 @@ async fn sync(
         ctx.client.request::<Value>(request).await?;
         status["lastScaleTime"] = json!(time_now());
         let direction = if desired > current { "above" } else { "below" };
-        ctx.recorder
-            .publish(
-                &hpa_reference(hpa),
-                super::events::Kind::Normal,
-                "SuccessfulRescale",
-                &format!(
-                    "New size: {desired}; reason: {} {direction} target",
-                    best.reason
-                ),
-            )
-            .await;
+        ctx.recorder.publish(
+            &hpa_reference(hpa),
+            super::events::Kind::Normal,
+            "SuccessfulRescale",
+            &format!(
+                "New size: {desired}; reason: {} {direction} target",
+                best.reason
+            ),
+        );
         tracing::info!(
             "hpa {ns}/{name}: {} from {current} to {desired} replicas",
             target.name
