@@ -3,8 +3,9 @@
 //! answers through the Ingress, scales to zero after its grace period,
 //! comes back on the next request (answered by the function's standby,
 //! even while its pod cannot be scheduled), scales out under load and back, loses
-//! no request while scaling from zero under concurrent load, and makes a
-//! new Revision when its template changes.
+//! no request while scaling from zero under concurrent load, makes a new
+//! Revision when its template changes, and sizes a function by requests
+//! per second when asked to.
 
 mod support;
 
@@ -251,4 +252,37 @@ fn functions_scale_to_zero_and_back() {
     assert!(eventually(WAIT, || get(&port, host, "/")
         .is_some_and(|(_, body)| body.starts_with("second from wasm"))));
     assert!(s.ok(&["get", "revisions"]).contains("hello-00001"));
+
+    // Sized by requests per second: one request at a time, 1.4 requests
+    // per second per pod (70 % of the target 2), so steady sequential
+    // traffic needs more than one pod although it never has more than one
+    // request in flight.
+    s.apply(
+        &r#"{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "rps", "namespace": "default"},
+            "spec": {"template": {
+                "metadata": {"annotations": {
+                    "autoscaling.knative.dev/metric": "rps",
+                    "autoscaling.knative.dev/target": "2",
+                    "autoscaling.knative.dev/window": "6s",
+                    "autoscaling.knative.dev/min-scale": "1",
+                    "autoscaling.knative.dev/max-scale": "3"}},
+                "spec": {"containers": [{"image": "IMG", "ports": [{"containerPort": 8080}]}]}}}}"#
+            .replace("IMG", &format!("{}/samples/hello-http:v1", registry.address)),
+    );
+    let rps_host = "rps.default.example.com";
+    assert!(eventually(WAIT, || get(&port, rps_host, "/")
+        .is_some_and(|(code, _)| code == 200)));
+    let sequential = eventually(WAIT, || {
+        for _ in 0..20 {
+            let _ = get(&port, rps_host, "/steady");
+        }
+        replicas(&s, "rps-00001-deployment") > 1
+    });
+    assert!(
+        sequential,
+        "steady sequential requests did not scale out by rps: {}",
+        s.ok(&["get", "deployment"])
+    );
+    assert!(replicas(&s, "rps-00001-deployment") <= 3, "max-scale");
 }

@@ -1,10 +1,13 @@
 //! The Knative-style autoscaler (KPA): every second it reads, through
 //! each node's API, the requests in flight to each Knative Service on that
-//! node's Ingress proxy and activator, and sizes the serving Revision's
-//! Deployment: the average concurrency over the stable window (60 s, or
-//! `autoscaling.knative.dev/window`) divided by the per-pod target (70 % of
-//! `autoscaling.knative.dev/target`, else `containerConcurrency`, else 100),
-//! or over the panic window (a tenth of it) when a burst doubles the load;
+//! node's Ingress proxy and activator and the requests they have passed,
+//! and sizes the serving Revision's Deployment: the average load over the
+//! stable window (60 s, or `autoscaling.knative.dev/window`) divided by the
+//! per-pod target (70 % of `autoscaling.knative.dev/target`, else
+//! `containerConcurrency`, else 100 requests in flight; for
+//! `autoscaling.knative.dev/metric: rps`, requests per second with a target
+//! of 200 by default, as Knative's), or over the panic window (a tenth of
+//! it) when a burst doubles the load;
 //! zero once no request has been seen for the grace period; always within
 //! `min-scale` and `max-scale`.
 
@@ -26,10 +29,35 @@ use crate::resources::knative::KnativeService;
 const TICK: Duration = Duration::from_secs(1);
 const TARGET_UTILIZATION: f64 = 0.7;
 const DEFAULT_TARGET: f64 = 100.0;
+const DEFAULT_RPS_TARGET: f64 = 200.0;
 const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 const TARGET: &str = "autoscaling.knative.dev/target";
 const WINDOW: &str = "autoscaling.knative.dev/window";
 const RETENTION: &str = "autoscaling.knative.dev/scale-to-zero-pod-retention-period";
+const METRIC: &str = "autoscaling.knative.dev/metric";
+
+/// What a function's pods are sized by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Metric {
+    /// Requests in flight.
+    Concurrency,
+    /// Requests per second.
+    Rps,
+}
+
+impl Metric {
+    /// The load of one sample: requests in flight, or the requests passed
+    /// since the last sample per second (a counter that went back, as
+    /// after a node restart, counts as none).
+    fn load(self, inflight: u64, requests: u64, before: u64, elapsed: Duration) -> f64 {
+        match self {
+            Metric::Concurrency => inflight as f64,
+            Metric::Rps => {
+                requests.saturating_sub(before) as f64 / elapsed.as_secs_f64().max(0.001)
+            }
+        }
+    }
+}
 
 type Key = (String, String);
 
@@ -45,6 +73,7 @@ struct NodeTraffic {
 struct Function {
     samples: VecDeque<(Instant, f64)>,
     requests: u64,
+    sampled: Instant,
     last_active: Instant,
 }
 
@@ -150,9 +179,14 @@ async fn step(ctx: &Context, functions: &mut HashMap<Key, Function>) -> Result<(
             .as_ref()
             .and_then(|s| s.container_concurrency)
             .filter(|c| *c > 0);
-        let target = annotation::<f64>(&annotations, TARGET)
-            .or(concurrency.map(|c| c as f64))
-            .unwrap_or(DEFAULT_TARGET);
+        let metric = match annotations.get(METRIC).map(String::as_str) {
+            Some("rps") => Metric::Rps,
+            _ => Metric::Concurrency,
+        };
+        let target = annotation::<f64>(&annotations, TARGET).unwrap_or(match metric {
+            Metric::Rps => DEFAULT_RPS_TARGET,
+            Metric::Concurrency => concurrency.map_or(DEFAULT_TARGET, |c| c as f64),
+        });
         let window =
             annotation::<u64>(&annotations, WINDOW).map_or(DEFAULT_WINDOW, Duration::from_secs);
         let retention =
@@ -164,13 +198,21 @@ async fn step(ctx: &Context, functions: &mut HashMap<Key, Function>) -> Result<(
         let f = functions.entry(key).or_insert_with(|| Function {
             samples: VecDeque::new(),
             requests,
+            sampled: now,
             last_active: now,
         });
         if inflight > 0 || requests != f.requests {
             f.last_active = now;
         }
+        let load = metric.load(
+            inflight,
+            requests,
+            f.requests,
+            now.duration_since(f.sampled),
+        );
         f.requests = requests;
-        f.samples.push_back((now, inflight as f64));
+        f.sampled = now;
+        f.samples.push_back((now, load));
         while f
             .samples
             .front()
@@ -232,6 +274,14 @@ mod tests {
             min: 0,
             max: 0,
         }
+    }
+
+    #[test]
+    fn a_sample_is_requests_in_flight_or_per_second() {
+        let second = Duration::from_secs(1);
+        assert_eq!(Metric::Concurrency.load(7, 500, 100, second), 7.0);
+        assert_eq!(Metric::Rps.load(7, 500, 100, 2 * second), 200.0);
+        assert_eq!(Metric::Rps.load(0, 10, 100, second), 0.0, "a counter reset");
     }
 
     #[test]
