@@ -268,7 +268,10 @@ fn functions_scale_to_zero_and_back() {
                     "autoscaling.knative.dev/min-scale": "1",
                     "autoscaling.knative.dev/max-scale": "3"}},
                 "spec": {"containers": [{"image": "IMG", "ports": [{"containerPort": 8080}]}]}}}}"#
-            .replace("IMG", &format!("{}/samples/hello-http:v1", registry.address)),
+            .replace(
+                "IMG",
+                &format!("{}/samples/hello-http:v1", registry.address),
+            ),
     );
     let rps_host = "rps.default.example.com";
     assert!(eventually(WAIT, || get(&port, rps_host, "/")
