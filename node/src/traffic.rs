@@ -15,8 +15,9 @@ struct Counters {
     requests: AtomicU64,
 }
 
-/// Per-Service counters, shared by the node's proxies.
-type ByService = BTreeMap<(String, String), Arc<Counters>>;
+/// Per-Service counters by namespace, then name, shared by the node's
+/// proxies (two levels, so a request's lookup borrows its names).
+type ByService = BTreeMap<String, BTreeMap<String, Arc<Counters>>>;
 
 #[derive(Clone, Default)]
 pub struct Traffic {
@@ -46,13 +47,18 @@ pub struct ServiceTraffic {
 impl Traffic {
     /// Counts a request to `namespace/service` until the guard is dropped.
     pub fn begin(&self, namespace: &str, service: &str) -> InFlight {
-        let counters = self
-            .services
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((namespace.to_string(), service.to_string()))
-            .or_default()
-            .clone();
+        let counters = {
+            let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+            match services.get(namespace).and_then(|n| n.get(service)) {
+                Some(counters) => counters.clone(),
+                None => services
+                    .entry(namespace.to_string())
+                    .or_default()
+                    .entry(service.to_string())
+                    .or_default()
+                    .clone(),
+            }
+        };
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.inflight.fetch_add(1, Ordering::Relaxed);
         InFlight(counters)
@@ -63,11 +69,13 @@ impl Traffic {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|((namespace, service), c)| ServiceTraffic {
-                namespace: namespace.clone(),
-                service: service.clone(),
-                inflight: c.inflight.load(Ordering::Relaxed),
-                requests: c.requests.load(Ordering::Relaxed),
+            .flat_map(|(namespace, services)| {
+                services.iter().map(|(service, c)| ServiceTraffic {
+                    namespace: namespace.clone(),
+                    service: service.clone(),
+                    inflight: c.inflight.load(Ordering::Relaxed),
+                    requests: c.requests.load(Ordering::Relaxed),
+                })
             })
             .collect()
     }

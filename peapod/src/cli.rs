@@ -150,6 +150,14 @@ pub struct AgentArgs {
     /// The port Ingress answers HTTPS on.
     #[arg(long, default_value_t = 443)]
     pub ingress_tls_port: u16,
+    /// Threads that serve the Ingress; 0: half the cores (at least one),
+    /// leaving the rest to the pods it proxies to.
+    #[arg(long, default_value_t = 0)]
+    pub ingress_threads: usize,
+    /// Wasm instances (running commands plus requests being served) the
+    /// node's instance pool holds; 0 allocates every instance on demand.
+    #[arg(long, default_value_t = 1000)]
+    pub wasm_instance_pool: u32,
     /// Remove every container, network and file of this node's, then exit.
     #[arg(long)]
     pub cleanup: bool,

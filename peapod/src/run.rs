@@ -140,6 +140,8 @@ fn agent_config(
         manifests_dir: data_dir.join("manifests"),
         ingress_port: args.ingress_port,
         ingress_tls_port: args.ingress_tls_port,
+        ingress_threads: args.ingress_threads,
+        wasm_instance_pool: args.wasm_instance_pool,
         wasm: true,
     })
 }

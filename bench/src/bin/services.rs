@@ -20,6 +20,14 @@ use serde_json::json;
 
 const WRK: [&str; 4] = ["-t2", "-c32", "-d5s", "--latency"];
 
+/// Rounds of the Ingress and nginx measurements.
+const ROUNDS: usize = 3;
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
 /// Requests per second wrk reports for `url` (with extra header args).
 fn wrk(url: &str, extra: &[&str]) -> anyhow::Result<f64> {
     let out = Command::new("wrk")
@@ -43,13 +51,13 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(port: u16, backend: &str) -> anyhow::Result<Nginx> {
+    fn start(port: u16, backend: &str, workers: usize) -> anyhow::Result<Nginx> {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("nginx.conf");
         std::fs::write(
             &conf,
             format!(
-                "daemon off;\nworker_processes 2;\npid {pid};\nerror_log {log} error;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  upstream pod {{ server {backend}; keepalive 64; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://pod; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; }}\n  }}\n}}\n",
+                "daemon off;\nworker_processes {workers};\npid {pid};\nerror_log {log} error;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  upstream pod {{ server {backend}; keepalive 64; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://pod; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $host; }}\n  }}\n}}\n",
                 pid = dir.path().join("nginx.pid").display(),
                 log = dir.path().join("error.log").display(),
             ),
@@ -135,17 +143,28 @@ async fn main() -> anyhow::Result<()> {
 
     let direct = wrk(&format!("http://{pod_ip}:8080/"), &[])?;
     let via_service = wrk(&format!("http://{cluster_ip}/"), &[])?;
-    let via_ingress = wrk(
-        &format!("http://127.0.0.1:{ingress_port}/"),
-        &["-H", "Host: hello.example.com"],
-    )?;
+    // Peers: nginx with a worker per core (`worker_processes auto`), and
+    // with as many workers as the Ingress has threads (by default half
+    // the cores). Rounds alternate so that drift in the machine's speed
+    // hits all three alike; each figure is the median of its rounds.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ingress_threads = (cores / 2).max(1);
     let nginx_port = ingress_port + 500;
-    let nginx = Nginx::start(nginx_port, &format!("{pod_ip}:8080"))?;
-    let via_nginx = wrk(
-        &format!("http://127.0.0.1:{nginx_port}/"),
-        &["-H", "Host: hello.example.com"],
-    )?;
-    drop(nginx);
+    let backend = format!("{pod_ip}:8080");
+    let nginx_auto = Nginx::start(nginx_port, &backend, cores)?;
+    let nginx_same = Nginx::start(nginx_port + 1, &backend, ingress_threads)?;
+    let host = ["-H", "Host: hello.example.com"];
+    let (mut ingress, mut auto, mut same) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ingress.push(wrk(&format!("http://127.0.0.1:{ingress_port}/"), &host)?);
+        auto.push(wrk(&format!("http://127.0.0.1:{nginx_port}/"), &host)?);
+        same.push(wrk(
+            &format!("http://127.0.0.1:{}/", nginx_port + 1),
+            &host,
+        )?);
+    }
+    drop((nginx_auto, nginx_same));
+    let (via_ingress, via_nginx, via_nginx_same) = (median(ingress), median(auto), median(same));
 
     // 1,000 Services through the API, until the proxy has programmed them.
     let started = Instant::now();
@@ -176,10 +195,16 @@ async fn main() -> anyhow::Result<()> {
         "  through cluster IP  {via_service:>10.0} req/s   ratio {:.2} (goal >= 0.95)",
         via_service / direct
     );
-    println!("  nginx reverse proxy {via_nginx:>10.0} req/s");
     println!(
-        "  through Ingress     {via_ingress:>10.0} req/s   ratio to nginx {:.2} (goal >= 1.0)",
-        via_ingress / via_nginx
+        "  nginx reverse proxy, {cores} worker(s)               {via_nginx:>10.0} req/s   (median of {ROUNDS})"
+    );
+    println!(
+        "  nginx reverse proxy, {ingress_threads} worker(s)               {via_nginx_same:>10.0} req/s"
+    );
+    println!(
+        "  through Ingress, {ingress_threads} thread(s) (default)       {via_ingress:>10.0} req/s   ratio {:.2} to nginx with {cores}, {:.2} to nginx with {ingress_threads} (goal >= 1.0)",
+        via_ingress / via_nginx,
+        via_ingress / via_nginx_same
     );
     println!(
         "1,000 Services: created through the API in {:.2} s, all programmed {:.2} s after the first create",

@@ -2,10 +2,13 @@
 //! addresses of the pods it selects and the ports its `targetPort`s name
 //! on them (numbers, or container port names resolved per pod), ready pods
 //! in `addresses`, the others in `notReadyAddresses`. Pods and Services
-//! are watched; a change marks its namespace, and marked namespaces are
-//! recomputed together, paced so that a burst costs few passes.
+//! are watched; a change marks the Services it touches (a Service itself,
+//! or those selecting a pod before or after its change), and marked
+//! Services are recomputed together, paced so that a burst costs few
+//! passes. (Marking whole namespaces made a burst of 1,000 new Services
+//! rewrite every Service of the namespace on each pass.)
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,23 +61,18 @@ pub async fn run(ctx: Arc<Context>) {
         };
         state.apply(first);
         pacer.gather(&mut changes, |more| state.apply(more)).await;
-        let dirty = std::mem::take(&mut state.dirty);
-        for ns in dirty {
-            if let Err(e) = state.reconcile(&ctx, &ns).await {
-                tracing::debug!("endpoints in {ns}: {e}");
-                state.dirty.insert(ns);
-            }
-        }
+        state.reconcile(&ctx).await;
     }
 }
 
 #[derive(Default)]
 struct State {
-    services: HashMap<Key, Service>,
-    pods: HashMap<Key, Pod>,
+    services: BTreeMap<Key, Service>,
+    pods: BTreeMap<Key, Pod>,
     /// Services gone since the last pass (their objects go too).
     removed: BTreeSet<Key>,
-    dirty: BTreeSet<String>,
+    /// Services to recompute in the next pass.
+    dirty: BTreeSet<Key>,
 }
 
 fn key<K: kube::Resource>(o: &K) -> Key {
@@ -96,11 +94,12 @@ impl State {
     fn service(&mut self, e: Event<Service>) {
         match e {
             Event::Apply(s) | Event::InitApply(s) => {
-                self.dirty.insert(key(&s).0);
+                self.removed.remove(&key(&s));
+                self.dirty.insert(key(&s));
                 self.services.insert(key(&s), s);
             }
             Event::Delete(s) => {
-                self.dirty.insert(key(&s).0);
+                self.dirty.remove(&key(&s));
                 self.services.remove(&key(&s));
                 self.removed.insert(key(&s));
             }
@@ -111,41 +110,56 @@ impl State {
     fn pod(&mut self, e: Event<Pod>) {
         match e {
             Event::Apply(p) | Event::InitApply(p) => {
-                self.dirty.insert(key(&p).0);
-                self.pods.insert(key(&p), p);
+                let before = self.pods.insert(key(&p), p.clone());
+                self.mark_selecting(&p);
+                if let Some(before) = before {
+                    self.mark_selecting(&before);
+                }
             }
             Event::Delete(p) => {
-                self.dirty.insert(key(&p).0);
                 self.pods.remove(&key(&p));
+                self.mark_selecting(&p);
             }
             Event::Init | Event::InitDone => {}
         }
     }
 
-    async fn reconcile(&mut self, ctx: &Context, ns: &str) -> Result<(), kube::Error> {
-        let gone: Vec<Key> = self.removed.iter().filter(|k| k.0 == ns).cloned().collect();
-        for k in gone {
-            remove(ctx, &k).await?;
-            self.removed.remove(&k);
+    /// Marks the Services of the pod's namespace that select it.
+    fn mark_selecting(&mut self, pod: &Pod) {
+        let ns = pod.namespace().unwrap_or_default();
+        let labels = pod.labels();
+        let selecting = self
+            .services
+            .range((ns.clone(), String::new())..)
+            .take_while(|(k, _)| k.0 == ns)
+            .filter(|(_, svc)| {
+                selector(svc).is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            })
+            .map(|(k, _)| k.clone());
+        self.dirty.extend(selecting);
+    }
+
+    /// Deletes what removed Services had and rewrites the marked ones; what
+    /// fails stays marked for the next pass.
+    async fn reconcile(&mut self, ctx: &Context) {
+        for k in std::mem::take(&mut self.removed) {
+            if let Err(e) = remove(ctx, &k).await {
+                tracing::debug!("endpoints of {}/{}: {e}", k.0, k.1);
+                self.removed.insert(k);
+            }
         }
-        let pods: Vec<&Pod> = self
-            .pods
-            .iter()
-            .filter(|(k, _)| k.0 == ns)
-            .map(|(_, p)| p)
-            .collect();
-        for (k, svc) in self.services.iter().filter(|(k, _)| k.0 == ns) {
-            let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.clone()) else {
+        for k in std::mem::take(&mut self.dirty) {
+            let Some(svc) = self.services.get(&k) else {
                 continue;
             };
-            if selector.is_empty()
-                || svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName")
-            {
+            let Some(selector) = selector(svc) else {
                 continue;
-            }
-            let selected: Vec<&Pod> = pods
-                .iter()
-                .copied()
+            };
+            let selected: Vec<&Pod> = self
+                .pods
+                .range((k.0.clone(), String::new())..)
+                .take_while(|(pk, _)| pk.0 == k.0)
+                .map(|(_, p)| p)
                 .filter(|p| {
                     selector
                         .iter()
@@ -153,11 +167,26 @@ impl State {
                 })
                 .collect();
             let groups = group(svc, &selected);
-            write_endpoints(ctx, k, svc, &groups).await?;
-            write_slices(ctx, k, svc, &groups).await?;
+            let written = match write_endpoints(ctx, &k, svc, &groups).await {
+                Ok(()) => write_slices(ctx, &k, svc, &groups).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::debug!("endpoints of {}/{}: {e}", k.0, k.1);
+                self.dirty.insert(k);
+            }
         }
-        Ok(())
     }
+}
+
+/// The selector of a Service that has endpoints made for it (not an
+/// ExternalName one, nor one without a selector).
+fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    spec.selector.as_ref().filter(|s| !s.is_empty())
 }
 
 /// One pod's part of a Service.
@@ -456,6 +485,42 @@ mod tests {
             "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
         }))
         .unwrap()
+    }
+
+    fn service(name: &str, app: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"selector": {"app": app}, "ports": [{"port": 80}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_change_marks_only_the_services_selecting_it_before_or_after() {
+        let mut state = State::default();
+        for (name, app) in [("web", "web"), ("db", "db")] {
+            state.service(Event::Apply(service(name, app)));
+        }
+        let other_ns: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "other"},
+            "spec": {"selector": {"app": "web"}},
+        }))
+        .unwrap();
+        state.service(Event::Apply(other_ns));
+        state.dirty.clear();
+        let web = pod("a", "10.0.0.1", true, "http", 80);
+        state.pod(Event::Apply(web.clone()));
+        let marked: Vec<_> = std::mem::take(&mut state.dirty).into_iter().collect();
+        assert_eq!(marked, [("ns".to_string(), "web".to_string())]);
+
+        let mut db = web;
+        db.labels_mut().insert("app".into(), "db".into());
+        state.pod(Event::Apply(db.clone()));
+        assert_eq!(state.dirty.len(), 2, "{:?}", state.dirty);
+        state.dirty.clear();
+        state.pod(Event::Delete(db));
+        let marked: Vec<_> = state.dirty.iter().map(|k| k.1.as_str()).collect();
+        assert_eq!(marked, ["db"]);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct AgentConfig {
     /// The node ports the Ingress proxy answers on (HTTP, HTTPS).
     pub ingress_port: u16,
     pub ingress_tls_port: u16,
+    /// Threads serving the Ingress; 0: half the cores, at least one.
+    pub ingress_threads: usize,
+    /// Size of the Wasm instance pool; 0: instances allocated on demand.
+    pub wasm_instance_pool: u32,
     /// Whether to offer the Wasm runtime.
     pub wasm: bool,
     /// Static pod manifests (`*.yaml`), run without the API server's say.

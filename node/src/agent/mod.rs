@@ -253,7 +253,12 @@ pub async fn run(
     }
     // The Wasm runtime comes first: the node advertises whether it has one.
     let mut config = config;
-    let wasm = match peapod_runtimes::wasm::WasmRuntime::new(config.data_dir.join("wasm-cache")) {
+    let wasm = match peapod_runtimes::wasm::WasmRuntime::with_options(
+        config.data_dir.join("wasm-cache"),
+        peapod_runtimes::wasm::RuntimeOptions {
+            pool_instances: (config.wasm_instance_pool > 0).then_some(config.wasm_instance_pool),
+        },
+    ) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("this node offers no Wasm runtime: {e}");
@@ -360,6 +365,7 @@ async fn start_ingress(
         http: http.local_addr()?,
         https: https.local_addr()?,
         class: "peapod".into(),
+        threads: config.ingress_threads,
     };
     let client = client.clone();
     tokio::spawn(async move {

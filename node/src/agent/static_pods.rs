@@ -193,6 +193,8 @@ mod tests {
             manifests_dir: dir.path().into(),
             ingress_port: 80,
             ingress_tls_port: 443,
+            ingress_threads: 0,
+            wasm_instance_pool: 0,
             wasm: false,
         };
         let want = desired(dir.path(), &config, "node-uid");

@@ -6,13 +6,15 @@
 //! - `routes`: the routing table (hosts, paths, default backend, Service
 //!   ports to endpoints), pure;
 //! - `headers`: hop-by-hop and `X-Forwarded-*` handling, pure;
-//! - `proxy`: the hyper server and the pooled client to pods, round robin
-//!   with retry on refused endpoints, and the scale-from-zero fallback;
+//! - `proxy`: the worker threads and the hyper server, round robin with
+//!   retry on refused endpoints, and the scale-from-zero fallback;
+//! - `pool`: the kept-open HTTP/1.1 connections to pods;
 //! - `tls`: certificates by SNI from `kubernetes.io/tls` Secrets;
 //! - `status`: the node's IP in `status.loadBalancer.ingress`;
 //! - `watch`: the watches that rebuild and swap the table and certificates.
 
 pub mod headers;
+pub mod pool;
 pub mod proxy;
 pub mod routes;
 pub mod status;
@@ -42,6 +44,8 @@ pub struct IngressConfig {
     pub https: SocketAddr,
     /// The IngressClass served (`peapod`).
     pub class: String,
+    /// Threads serving connections; 0: half the cores, at least one.
+    pub threads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub enum IngressError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("starting the ingress threads: {0}")]
+    Threads(std::io::Error),
     #[error("ingress TLS: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("ingress TLS configuration: {0}")]
@@ -92,7 +98,8 @@ pub async fn serve(
     let own_cert = tls::self_signed(vec!["localhost".into(), config.node_ip.to_string()])?;
     let resolver = Arc::new(CertResolver::new(certs.clone(), Arc::new(own_cert)));
     let tls_config = tls::server_config(resolver)?;
-    let proxy = Proxy::with_traffic(routes.clone(), fallback, traffic);
+    let proxy = Proxy::with_traffic(routes.clone(), fallback, traffic, config.threads)
+        .map_err(IngressError::Threads)?;
     tracing::info!(
         "ingress: class {:?}, HTTP on {:?}, HTTPS on {:?}",
         config.class,

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -18,16 +19,17 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use super::headers;
+use super::pool::{Backends, Lease, SendError};
 use super::routes::{Backend, RouteTable};
 
 /// Bodies both ways: the client's or backend's stream, or one made here.
@@ -44,21 +46,44 @@ pub type Fallbacks = Arc<RwLock<HashMap<(String, String), SocketAddr>>>;
 /// can be retried on another endpoint; larger or unsized ones stream.
 const RETRY_BODY_LIMIT: u64 = 1 << 20;
 
-/// An endpoint that does not accept within this long is given up for the
-/// next one (a deleted pod's IP answers nothing at all).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A client that connects but never finishes the TLS handshake is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Idle backend connections are kept this long for reuse.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+/// The most worker threads a proxy starts.
+const MAX_WORKERS: usize = 64;
 
+/// The Ingress's proxy: threads that each serve their share of the
+/// client connections, as nginx's worker processes do. Every thread runs a
+/// single-threaded runtime with its own pool of backend connections, so a
+/// client connection and the backend connections its requests use are
+/// driven on one thread: a proxied request crosses no thread. And the
+/// proxy has as many threads as it is given, not the node runtime's one
+/// per core, which compete with the pods it forwards to.
 #[derive(Clone)]
 pub struct Proxy {
+    workers: Arc<Workers>,
+}
+
+struct Workers {
+    threads: Vec<Worker>,
+    /// Round-robin position for the next connection.
+    next: AtomicUsize,
+}
+
+struct Worker {
+    runtime: Handle,
+    handler: Handler,
+    /// Dropped with the proxy, which ends the thread and its connections.
+    _stop: oneshot::Sender<()>,
+}
+
+/// Answers requests; one per worker thread, each with its own backend
+/// connection pool.
+#[derive(Clone)]
+struct Handler {
     routes: SharedRoutes,
     fallbacks: Fallbacks,
-    client: Client<HttpConnector, Body>,
+    backends: Backends,
     traffic: crate::traffic::Traffic,
 }
 
@@ -70,38 +95,54 @@ enum Outgoing {
 }
 
 impl Proxy {
-    pub fn new(routes: SharedRoutes, fallbacks: Fallbacks) -> Proxy {
-        Proxy::with_traffic(routes, fallbacks, Default::default())
+    pub fn new(routes: SharedRoutes, fallbacks: Fallbacks) -> std::io::Result<Proxy> {
+        Proxy::with_traffic(routes, fallbacks, Default::default(), 0)
     }
 
-    /// A proxy that counts its requests per backend Service in `traffic`.
+    /// A proxy that counts its requests per backend Service in `traffic`,
+    /// on `threads` worker threads (0: half the cores, at least one).
+    ///
+    /// Half, because the proxy shares the node with the pods it forwards
+    /// to: on two cores, with the backend and the load generator on the
+    /// same machine, one thread served more requests than two (nginx
+    /// behaves the same: one worker process beat two there).
     pub fn with_traffic(
         routes: SharedRoutes,
         fallbacks: Fallbacks,
         traffic: crate::traffic::Traffic,
-    ) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
-        Proxy {
-            routes,
-            fallbacks,
-            client,
-            traffic,
+        threads: usize,
+    ) -> std::io::Result<Proxy> {
+        let count = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
         }
+        .min(MAX_WORKERS);
+        let threads = (0..count)
+            .map(|i| {
+                let handler = Handler {
+                    routes: routes.clone(),
+                    fallbacks: fallbacks.clone(),
+                    backends: Backends::default(),
+                    traffic: traffic.clone(),
+                };
+                start_worker(i, handler)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Proxy {
+            workers: Arc::new(Workers {
+                threads,
+                next: AtomicUsize::new(0),
+            }),
+        })
     }
 
     /// Serves plain HTTP on `listener` until the process ends.
     pub async fn serve_plain(self, listener: TcpListener) {
         loop {
             let (tcp, peer) = accept(&listener).await;
-            let proxy = self.clone();
-            tokio::spawn(proxy.serve_connection(tcp, peer, false));
+            self.hand_over(tcp, move |handler, tcp| {
+                handler.serve_connection(tcp, peer, false)
+            });
         }
     }
 
@@ -110,11 +151,10 @@ impl Proxy {
         let acceptor = TlsAcceptor::from(tls);
         loop {
             let (tcp, peer) = accept(&listener).await;
-            let proxy = self.clone();
             let acceptor = acceptor.clone();
-            tokio::spawn(async move {
+            self.hand_over(tcp, move |handler, tcp| async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => proxy.serve_connection(stream, peer, true).await,
+                    Ok(Ok(stream)) => handler.serve_connection(stream, peer, true).await,
                     Ok(Err(e)) => tracing::debug!("ingress: TLS handshake with {peer}: {e}"),
                     Err(_) => tracing::debug!("ingress: TLS handshake with {peer} timed out"),
                 }
@@ -122,13 +162,63 @@ impl Proxy {
         }
     }
 
+    /// Moves an accepted connection to the next worker thread, which
+    /// serves it with `serve`.
+    fn hand_over<F, Fut>(&self, tcp: TcpStream, serve: F)
+    where
+        F: FnOnce(Handler, TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let workers = &self.workers;
+        let worker =
+            &workers.threads[workers.next.fetch_add(1, Ordering::Relaxed) % workers.threads.len()];
+        // Out of the accepting runtime's reactor, into the worker's.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!("ingress: handing over a connection: {e}");
+                return;
+            }
+        };
+        let handler = worker.handler.clone();
+        worker.runtime.spawn(async move {
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => serve(handler, tcp).await,
+                Err(e) => tracing::debug!("ingress: taking over a connection: {e}"),
+            }
+        });
+    }
+}
+
+/// Starts worker thread `i`: a single-threaded runtime that runs until
+/// the returned worker is dropped.
+fn start_worker(i: usize, handler: Handler) -> std::io::Result<Worker> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("ingress-{i}"))
+        .spawn(move || {
+            // Ends when the sender is dropped; the runtime's tasks go with it.
+            let _ = runtime.block_on(stopped);
+        })?;
+    Ok(Worker {
+        runtime: handle,
+        handler,
+        _stop: stop,
+    })
+}
+
+impl Handler {
     async fn serve_connection<I>(self, io: I, peer: SocketAddr, https: bool)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let service = service_fn(move |request: Request<Incoming>| {
-            let proxy = self.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request, peer, https).await) }
+            let handler = self.clone();
+            async move { Ok::<_, Infallible>(handler.handle(request, peer, https).await) }
         });
         if let Err(e) = auto::Builder::new(TokioExecutor::new())
             .serve_connection_with_upgrades(TokioIo::new(io), service)
@@ -172,11 +262,11 @@ impl Proxy {
         // The client got its `100 Continue` from this hop when its body was
         // read; the backend gets the body straight away.
         parts.headers.remove(header::EXPECT);
-        let path = parts
+        // Pods get the origin form (`/path?query`), as from any client.
+        let target_uri = parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+            .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
         let (buffered, mut streaming) = match outgoing(body).await {
             Ok(Outgoing::Buffered(bytes)) => (Some(bytes), None),
             Ok(Outgoing::Streaming(body)) => (None, Some(body)),
@@ -193,18 +283,27 @@ impl Proxy {
                 // The streamed body went with the first attempt.
                 (None, None) => break,
             };
-            let Ok(uri) = Uri::try_from(format!("http://{target}{path}")) else {
-                return text(StatusCode::BAD_REQUEST, "bad request target\n");
-            };
             let mut out = Request::new(body);
             *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
+            *out.uri_mut() = target_uri.clone();
             // Pods are spoken to in HTTP/1.1 whatever the client used.
             *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = parts.headers.clone();
-            match self.client.request(out).await {
-                Ok(response) => return respond(response, client_upgrade.take()),
-                Err(e) if e.is_connect() && buffered.is_some() && attempt + 1 < targets.len() => {
+            // Copied only while another attempt may still need them.
+            *out.headers_mut() = if buffered.is_some() && attempt + 1 < targets.len() {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            if !out.headers().contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(&target.to_string())
+            {
+                out.headers_mut().insert(header::HOST, host);
+            }
+            match self.backends.send(*target, out).await {
+                Ok((response, lease)) => return respond(response, lease, client_upgrade.take()),
+                Err(e @ SendError::Connect(_))
+                    if buffered.is_some() && attempt + 1 < targets.len() =>
+                {
                     tracing::debug!(
                         "ingress: {target} of {}/{} refused, trying the next: {e:?}",
                         backend.namespace,
@@ -277,15 +376,23 @@ async fn outgoing(body: Incoming) -> Result<Outgoing, hyper::Error> {
 }
 
 /// The backend's response for the client, and on `101 Switching
-/// Protocols` a tunnel between the two upgraded connections.
-fn respond(mut response: Response<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<Body> {
+/// Protocols` a tunnel between the two upgraded connections (whose
+/// backend connection is then not pooled again).
+fn respond(
+    mut response: Response<Incoming>,
+    lease: Lease,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<Body> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
         let backend = hyper::upgrade::on(&mut response);
         tokio::spawn(tunnel(client, backend));
     }
     headers::strip_hop_by_hop(response.headers_mut(), switching);
-    response.map(|body| body.boxed_unsync())
+    if switching {
+        return response.map(|body| body.boxed_unsync());
+    }
+    response.map(|body| lease.attach(body).boxed_unsync())
 }
 
 async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
@@ -329,7 +436,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let routes = Arc::new(RwLock::new(Arc::new(table)));
-        tokio::spawn(Proxy::new(routes, fallbacks).serve_plain(listener));
+        let proxy = Proxy::new(routes, fallbacks).expect("proxy threads");
+        tokio::spawn(proxy.serve_plain(listener));
         addr
     }
 

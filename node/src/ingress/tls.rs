@@ -341,7 +341,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let routes = Arc::new(RwLock::new(Arc::new(testing::web_table(&[backend.port()]))));
-        tokio::spawn(Proxy::new(routes, Fallbacks::default()).serve_tls(listener, config));
+        let proxy = Proxy::new(routes, Fallbacks::default()).expect("proxy threads");
+        tokio::spawn(proxy.serve_tls(listener, config));
 
         let tls = connect(addr, "app.test", &app_cert)
             .await

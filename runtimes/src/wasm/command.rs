@@ -28,6 +28,8 @@ impl WasmRuntime {
         config: CommandConfig,
     ) -> Result<ExitOutcome, WasmError> {
         let pre = loaded.command.as_ref().ok_or(WasmError::NotACommand)?;
+        // Held until the instance is gone with its store.
+        let _slot = self.try_instance_slot()?;
         let log = LogFile::open(&config.log)
             .map_err(io(format!("opening the log {}", config.log.display())))?;
         let mut store = store::new_store(

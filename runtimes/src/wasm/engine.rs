@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::limits::TICK;
 use super::{RuntimeOptions, WasmError, io};
@@ -22,6 +22,10 @@ pub(crate) struct WasmEngine {
     /// `precompile_compatibility_hash`, hashed.
     compat: u64,
 }
+
+/// Bytes of each pool slot's memory, tables and stack kept resident
+/// between instances (above it, pages are given back with `madvise`).
+const KEEP_RESIDENT: usize = 4 << 20;
 
 /// Makes temporary file names unique within the process.
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -135,7 +139,15 @@ fn pooling(instances: u32) -> PoolingAllocationConfig {
         .total_core_instances(instances.saturating_mul(8))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
-        .total_stacks(instances);
+        .total_stacks(instances)
+        // A slot given back is reset by rewriting the pages the instance
+        // touched (found with PAGEMAP_SCAN where the kernel has it), not by
+        // `madvise`, which flushes the TLB of every core running the
+        // process, as unmapping does.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
     pool
 }
 

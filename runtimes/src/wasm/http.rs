@@ -160,6 +160,9 @@ impl Server {
             .acquire_owned()
             .await
             .map_err(|e| Failure::Host(e.into()))?;
+        // A full pool makes the request wait, as the function's own
+        // concurrency limit does.
+        let slot = self.runtime.instance_slot().await;
         let mut store = store::new_store(
             self.runtime.engine(),
             StoreSpec {
@@ -192,6 +195,7 @@ impl Server {
                 server.record_failure(&store, e);
             }
             drop(store);
+            drop(slot);
             drop(permit);
             result
         });

@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -86,6 +87,11 @@ pub enum WasmError {
     NotACommand,
     #[error("the component does not export wasi:http/incoming-handler")]
     NotAnHttpHandler,
+    #[error(
+        "the node's Wasm instance pool is full ({0} instances run); \
+         a larger pool is set with --wasm-instance-pool"
+    )]
+    PoolFull(u32),
     #[error("preopening {} as {guest}: {message}", .host.display())]
     Preopen {
         host: PathBuf,
@@ -115,9 +121,12 @@ pub enum Network {
 pub struct RuntimeOptions {
     /// Use wasmtime's pooling allocator sized for this many concurrent
     /// component instances (running commands plus in-flight requests).
-    /// Faster instantiation, but address space for the whole pool is
-    /// reserved up front and instantiation fails once the pool is full.
-    /// `None`: allocate on demand.
+    /// Address space for the whole pool is reserved up front (about 8 GiB
+    /// per instance, never backed unless used). Requests beyond it wait
+    /// for a free slot; a command that finds the pool full fails to start.
+    /// `None`: allocate on demand, which maps and unmaps every instance's
+    /// memory: each unmap flushes the TLB of every core running the
+    /// process, which halved the requests per second of an HTTP function.
     pub pool_instances: Option<u32>,
 }
 
@@ -250,6 +259,9 @@ pub struct WasmRuntime {
 
 struct Inner {
     engine: WasmEngine,
+    /// Slots of the instance pool, one held per live component instance
+    /// (`None`: instances are allocated on demand, without a bound).
+    slots: Option<(u32, Arc<Semaphore>)>,
     linker: Linker<Host>,
     loaded: Mutex<HashMap<String, Loaded>>,
 }
@@ -266,9 +278,13 @@ impl WasmRuntime {
     ) -> Result<WasmRuntime, WasmError> {
         let engine = WasmEngine::new(cache_dir.into(), &options)?;
         let linker = store::linker(engine.engine())?;
+        let slots = options
+            .pool_instances
+            .map(|n| (n, Arc::new(Semaphore::new(n as usize))));
         Ok(WasmRuntime {
             inner: Arc::new(Inner {
                 engine,
+                slots,
                 linker,
                 loaded: Mutex::new(HashMap::new()),
             }),
@@ -277,6 +293,25 @@ impl WasmRuntime {
 
     fn engine(&self) -> &Engine {
         self.inner.engine.engine()
+    }
+
+    /// A pool slot for one instance, once one is free (`None` without a
+    /// pool). Held for the instance's life.
+    async fn instance_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let (_, slots) = self.inner.slots.as_ref()?;
+        slots.clone().acquire_owned().await.ok()
+    }
+
+    /// A pool slot now, or [`WasmError::PoolFull`].
+    fn try_instance_slot(&self) -> Result<Option<OwnedSemaphorePermit>, WasmError> {
+        match &self.inner.slots {
+            None => Ok(None),
+            Some((size, slots)) => slots
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| WasmError::PoolFull(*size)),
+        }
     }
 
     /// Compiles the component at `wasm_path` (or loads the code cached for
@@ -336,6 +371,31 @@ impl WasmRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_instance_pool_refuses_commands_and_makes_requests_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RuntimeOptions {
+            pool_instances: Some(1),
+        };
+        let runtime = WasmRuntime::with_options(dir.path().join("cache"), options).unwrap();
+        let held = runtime.try_instance_slot().unwrap();
+        assert!(held.is_some());
+        let err = runtime.try_instance_slot().unwrap_err();
+        assert!(matches!(err, WasmError::PoolFull(1)), "{err}");
+        assert!(err.to_string().contains("--wasm-instance-pool"), "{err}");
+        let waiting = tokio::spawn({
+            let runtime = runtime.clone();
+            async move { runtime.instance_slot().await.is_some() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert!(waiting.await.unwrap());
+
+        let unpooled = WasmRuntime::new(dir.path().join("cache")).unwrap();
+        assert!(unpooled.try_instance_slot().unwrap().is_none());
+    }
 
     #[test]
     fn core_modules_and_other_files_are_refused_with_a_reason() {
