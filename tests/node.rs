@@ -270,7 +270,12 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         after["state"]["running"]["startedAt"],
         before["state"]["running"]["startedAt"]
     );
-    assert!(s.ok(&["logs", "duo", "-c", "writer"]).contains("port=8080"));
+    // The stored status was right all along; the node's API comes back
+    // with the agent.
+    assert!(eventually(Duration::from_secs(30), || {
+        let out = s.kubectl(&["logs", "duo", "-c", "writer"]);
+        String::from_utf8_lossy(&out.stdout).contains("port=8080")
+    }));
 
     // Deleting every pod removes all of them from the host.
     let uids: Vec<String> = serde_json::from_str::<Value>(&s.ok(&["get", "pods", "-o", "json"]))

@@ -36,6 +36,11 @@ pub enum SendError {
     /// No connection could be made: the next endpoint may do better.
     #[error("connecting: {0}")]
     Connect(std::io::Error),
+    /// The request went out on a kept-open connection that failed before
+    /// any answer (closed by the pod meanwhile, or the address now someone
+    /// else's): an idempotent request may be sent again on a new one.
+    #[error("on a kept-open connection: {0}")]
+    Stale(hyper::Error),
     /// The request went out and failed.
     #[error("{0}")]
     Request(hyper::Error),
@@ -55,14 +60,17 @@ pub struct Lease {
 }
 
 impl Backends {
-    /// Sends `request` to `address` on a pooled connection, or a new one.
+    /// Sends `request` to `address` on a pooled connection, or a new one
+    /// (always, when `fresh`).
     pub async fn send(
         &self,
         address: SocketAddr,
         mut request: Request<Body>,
+        fresh: bool,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         loop {
-            let (mut connection, pooled) = match self.take(address) {
+            let pooled = if fresh { None } else { self.take(address) };
+            let (mut connection, pooled) = match pooled {
                 Some(c) => (c, true),
                 None => (connect(address).await?, false),
             };
@@ -87,6 +95,7 @@ impl Backends {
                 Err(mut e) => match e.take_message() {
                     // Never written: a stale pooled connection. Another try.
                     Some(unsent) if pooled => request = unsent,
+                    _ if pooled => return Err(SendError::Stale(e.into_error())),
                     _ => return Err(SendError::Request(e.into_error())),
                 },
             }
@@ -212,7 +221,7 @@ impl Drop for Returning {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::backend;
+    use super::super::testing::{answers_once_per_connection, backend};
     use super::*;
     use http_body_util::{BodyExt, Empty};
 
@@ -228,7 +237,7 @@ mod tests {
         let address = backend("a").await;
         let pool = Backends::default();
         for _ in 0..3 {
-            let (response, lease) = pool.send(address, get(address)).await.expect("send");
+            let (response, lease) = pool.send(address, get(address), false).await.expect("send");
             let (_, body) = response.into_parts();
             let body = lease.attach(body).collect().await.expect("body").to_bytes();
             assert!(body.starts_with(b"a "));
@@ -240,9 +249,27 @@ mod tests {
     async fn a_response_dropped_half_read_takes_its_connection_along() {
         let address = backend("a").await;
         let pool = Backends::default();
-        let (response, lease) = pool.send(address, get(address)).await.expect("send");
+        let (response, lease) = pool.send(address, get(address), false).await.expect("send");
         drop(lease.attach(response.into_body()));
         assert_eq!(pool.idle(address), 0);
+    }
+
+    #[tokio::test]
+    async fn a_kept_open_connection_that_fails_unanswered_is_stale() {
+        let address = answers_once_per_connection().await;
+        let pool = Backends::default();
+        let (response, lease) = pool.send(address, get(address), false).await.expect("send");
+        let body = lease
+            .attach(response.into_body())
+            .collect()
+            .await
+            .expect("body");
+        assert_eq!(body.to_bytes(), "ok");
+        assert_eq!(pool.idle(address), 1);
+        let sent = pool.send(address, get(address), false).await;
+        assert!(matches!(sent, Err(SendError::Stale(_))));
+        let sent = pool.send(address, get(address), true).await;
+        assert!(sent.is_ok());
     }
 
     #[tokio::test]
@@ -252,7 +279,7 @@ mod tests {
             .expect("bind");
         let address = listener.local_addr().expect("addr");
         drop(listener);
-        let sent = Backends::default().send(address, get(address)).await;
+        let sent = Backends::default().send(address, get(address), false).await;
         assert!(matches!(sent, Err(SendError::Connect(_))));
     }
 }

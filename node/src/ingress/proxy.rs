@@ -5,7 +5,7 @@
 //! retry on the next one, which is why small bodies are read in full
 //! before sending: a request whose body has gone out cannot be sent again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -276,7 +276,12 @@ impl Handler {
             }
         };
 
-        for (attempt, target) in targets.iter().enumerate() {
+        // (address, whether on a new connection): the endpoints in order;
+        // a kept-open connection that failed unanswered gets its
+        // endpoint tried again on a new one (idempotent requests only).
+        let mut order: VecDeque<(SocketAddr, bool)> = targets.iter().map(|t| (*t, false)).collect();
+        let idempotent = parts.method.is_idempotent();
+        while let Some((target, fresh)) = order.pop_front() {
             let body = match (&buffered, streaming.take()) {
                 (Some(bytes), _) => full(bytes.clone()),
                 (None, Some(stream)) => stream.boxed_unsync(),
@@ -289,7 +294,8 @@ impl Handler {
             // Pods are spoken to in HTTP/1.1 whatever the client used.
             *out.version_mut() = Version::HTTP_11;
             // Copied only while another attempt may still need them.
-            *out.headers_mut() = if buffered.is_some() && attempt + 1 < targets.len() {
+            let may_retry = buffered.is_some() && (!order.is_empty() || (idempotent && !fresh));
+            *out.headers_mut() = if may_retry {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
@@ -299,11 +305,13 @@ impl Handler {
             {
                 out.headers_mut().insert(header::HOST, host);
             }
-            match self.backends.send(*target, out).await {
+            match self.backends.send(target, out, fresh).await {
                 Ok((response, lease)) => return respond(response, lease, client_upgrade.take()),
-                Err(e @ SendError::Connect(_))
-                    if buffered.is_some() && attempt + 1 < targets.len() =>
-                {
+                Err(e @ SendError::Stale(_)) if buffered.is_some() && idempotent => {
+                    tracing::debug!("ingress: {target}: {e}; again on a new connection");
+                    order.push_front((target, true));
+                }
+                Err(e @ SendError::Connect(_)) if buffered.is_some() && !order.is_empty() => {
                     tracing::debug!(
                         "ingress: {target} of {}/{} refused, trying the next: {e:?}",
                         backend.namespace,
@@ -511,6 +519,25 @@ mod tests {
             let (status, body) = testing::send(proxy, post).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             assert!(body.ends_with("body=5"), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_lost_on_a_kept_open_connection_is_sent_again() {
+        let a = testing::answers_once_per_connection().await;
+        let proxy = start(web_table(&[a.port()]), Fallbacks::default()).await;
+        let tcp = TcpStream::connect(proxy).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        for _ in 0..3 {
+            sender.ready().await.expect("connection still open");
+            let response = sender
+                .send_request(get("app.test", "/"))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
         }
     }
 

@@ -153,3 +153,26 @@ pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> (StatusCod
         .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// A backend that answers the first request of each connection and
+/// closes it on the second without a word.
+pub async fn answers_once_per_connection() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if tcp.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = tcp.write_all(ok).await;
+                }
+                let _ = tcp.read(&mut buf).await;
+            });
+        }
+    });
+    address
+}
