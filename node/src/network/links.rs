@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,51 +155,34 @@ pub async fn plumb_pod(
     prefix: u8,
     gateway: Ipv4Addr,
 ) -> Result<()> {
-    // The peer gets a unique temporary name in the host namespace, and is
-    // renamed once inside the pod.
-    let temp = format!("{}p", &host_if[..host_if.len().min(14)]);
     delete(host, host_if).await?;
-    host.link()
-        .add(LinkVeth::new(host_if, &temp).build())
-        .execute()
-        .await?;
-    let host_index = index_of(host, host_if)
-        .await?
-        .ok_or_else(|| LinkError::Missing(host_if.into()))?;
-    let peer_index = index_of(host, &temp)
-        .await?
-        .ok_or_else(|| LinkError::Missing(temp.clone()))?;
+    // One request makes the pair: the host end on the bridge and up, the
+    // peer made straight in the pod's namespace as `eth0` (no temporary
+    // name, move and rename, each a round trip under the kernel's
+    // network lock).
     let ns = std::fs::File::open(netns)?;
-    host.link()
-        .set(
-            LinkUnspec::new_with_index(peer_index)
-                .setns_by_fd(ns.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await?;
-    host.link()
-        .set(
-            LinkUnspec::new_with_index(host_index)
-                .controller(bridge)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await?;
+    let peer = LinkUnspec::new_with_name("eth0")
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let mut pair = LinkVeth::new(host_if, "eth0")
+        .controller(bridge)
+        .up()
+        .build();
+    for attribute in &mut pair.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attribute {
+            for info in infos {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = info {
+                    *p = peer.clone();
+                }
+            }
+        }
+    }
+    host.link().add(pair).execute().await?;
 
     let pod = in_namespace(netns)?;
-    let eth0 = index_of(&pod, &temp)
+    let eth0 = index_of(&pod, "eth0")
         .await?
-        .ok_or_else(|| LinkError::Missing(temp.clone()))?;
-    pod.link()
-        .set(
-            LinkUnspec::new_with_index(eth0)
-                .name("eth0".to_string())
-                .build(),
-        )
-        .execute()
-        .await?;
+        .ok_or_else(|| LinkError::Missing("eth0".into()))?;
     pod.address()
         .add(eth0, IpAddr::V4(ip), prefix)
         .execute()

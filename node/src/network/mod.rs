@@ -242,9 +242,16 @@ impl Network {
             // through it when a stop cuts this short.
             let ip = self.ipam.allocate(&name)?;
             let (net, ipc, _) = self.paths(&name);
+            let began = std::time::Instant::now();
             netns::create(netns::Kind::Net, &net, None)?;
             netns::create(netns::Kind::Ipc, &ipc, None)?;
-            bounded("plumbing a warm sandbox", self.plumb(&net, &name, ip)).await
+            let namespaces = began.elapsed();
+            bounded("plumbing a warm sandbox", self.plumb(&net, &name, ip)).await?;
+            tracing::debug!(
+                "warm sandbox {name}: namespaces in {namespaces:?}, plumbed in {:?}",
+                began.elapsed() - namespaces
+            );
+            Ok(())
         };
         match made.await {
             Ok(()) => {
