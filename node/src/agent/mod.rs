@@ -242,6 +242,29 @@ impl NodeCtx {
     }
 }
 
+/// The node's Wasm runtime, with its instance pool; where the pool's
+/// address space cannot be reserved (a memory rlimit, say), one that
+/// allocates instances on demand.
+fn wasm_runtime(
+    config: &AgentConfig,
+) -> Result<peapod_runtimes::wasm::WasmRuntime, peapod_runtimes::wasm::WasmError> {
+    use peapod_runtimes::wasm::{RuntimeOptions, WasmRuntime};
+    let cache = config.data_dir.join("wasm-cache");
+    if config.wasm_instance_pool > 0 {
+        let pooled = RuntimeOptions {
+            pool_instances: Some(config.wasm_instance_pool),
+        };
+        match WasmRuntime::with_options(&cache, pooled) {
+            Ok(runtime) => return Ok(runtime),
+            Err(e) => tracing::warn!(
+                "no Wasm instance pool of {} ({e}); instances are allocated on demand",
+                config.wasm_instance_pool
+            ),
+        }
+    }
+    WasmRuntime::new(cache)
+}
+
 /// Runs the agent until `stop` resolves.
 pub async fn run(
     client: kube::Client,
@@ -253,12 +276,7 @@ pub async fn run(
     }
     // The Wasm runtime comes first: the node advertises whether it has one.
     let mut config = config;
-    let wasm = match peapod_runtimes::wasm::WasmRuntime::with_options(
-        config.data_dir.join("wasm-cache"),
-        peapod_runtimes::wasm::RuntimeOptions {
-            pool_instances: (config.wasm_instance_pool > 0).then_some(config.wasm_instance_pool),
-        },
-    ) {
+    let wasm = match wasm_runtime(&config) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("this node offers no Wasm runtime: {e}");

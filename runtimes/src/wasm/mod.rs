@@ -122,8 +122,11 @@ pub struct RuntimeOptions {
     /// Use wasmtime's pooling allocator sized for this many concurrent
     /// component instances (running commands plus in-flight requests).
     /// Address space for the whole pool is reserved up front (about 8 GiB
-    /// per instance, never backed unless used). Requests beyond it wait
-    /// for a free slot; a command that finds the pool full fails to start.
+    /// per instance, never backed unless used), and a slot once used keeps
+    /// the pages its instances touched, up to 4 MiB, for the next one: a
+    /// burst of N concurrent requests leaves up to N × 4 MiB resident.
+    /// Requests beyond the pool wait for a free slot; a command that finds
+    /// the pool full fails to start.
     /// `None`: allocate on demand, which maps and unmaps every instance's
     /// memory: each unmap flushes the TLB of every core running the
     /// process, which halved the requests per second of an HTTP function.
