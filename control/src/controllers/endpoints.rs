@@ -127,14 +127,11 @@ impl State {
     /// Marks the Services of the pod's namespace that select it.
     fn mark_selecting(&mut self, pod: &Pod) {
         let ns = pod.namespace().unwrap_or_default();
-        let labels = pod.labels();
         let selecting = self
             .services
             .range((ns.clone(), String::new())..)
             .take_while(|(k, _)| k.0 == ns)
-            .filter(|(_, svc)| {
-                selector(svc).is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
-            })
+            .filter(|(_, svc)| selector(svc).is_some_and(|sel| selects(sel, pod)))
             .map(|(k, _)| k.clone());
         self.dirty.extend(selecting);
     }
@@ -160,17 +157,14 @@ impl State {
                 .range((k.0.clone(), String::new())..)
                 .take_while(|(pk, _)| pk.0 == k.0)
                 .map(|(_, p)| p)
-                .filter(|p| {
-                    selector
-                        .iter()
-                        .all(|(lk, lv)| p.labels().get(lk) == Some(lv))
-                })
+                .filter(|p| selects(selector, p))
                 .collect();
             let groups = group(svc, &selected);
-            let written = match write_endpoints(ctx, &k, svc, &groups).await {
-                Ok(()) => write_slices(ctx, &k, svc, &groups).await,
-                Err(e) => Err(e),
-            };
+            let written = async {
+                write_endpoints(ctx, &k, svc, &groups).await?;
+                write_slices(ctx, &k, svc, &groups).await
+            }
+            .await;
             if let Err(e) = written {
                 tracing::debug!("endpoints of {}/{}: {e}", k.0, k.1);
                 self.dirty.insert(k);
@@ -187,6 +181,11 @@ fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
         return None;
     }
     spec.selector.as_ref().filter(|s| !s.is_empty())
+}
+
+fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let labels = pod.labels();
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// One pod's part of a Service.

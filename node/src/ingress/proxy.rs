@@ -522,15 +522,23 @@ mod tests {
         }
     }
 
+    /// One HTTP/1.1 connection to the proxy, for several requests.
+    async fn keep_alive_client(
+        proxy: SocketAddr,
+    ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+        let tcp = TcpStream::connect(proxy).await.expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        sender
+    }
+
     #[tokio::test]
     async fn a_request_lost_on_a_kept_open_connection_is_sent_again() {
         let a = testing::answers_once_per_connection().await;
         let proxy = start(web_table(&[a.port()]), Fallbacks::default()).await;
-        let tcp = TcpStream::connect(proxy).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
+        let mut sender = keep_alive_client(proxy).await;
         for _ in 0..3 {
             sender.ready().await.expect("connection still open");
             let response = sender
@@ -578,11 +586,7 @@ mod tests {
     async fn a_connection_is_kept_alive_across_requests() {
         let a = backend("a").await;
         let proxy = start(web_table(&[a.port()]), Fallbacks::default()).await;
-        let tcp = TcpStream::connect(proxy).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
+        let mut sender = keep_alive_client(proxy).await;
         for _ in 0..2 {
             sender.ready().await.expect("connection still open");
             let response = sender
