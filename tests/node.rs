@@ -58,11 +58,13 @@ fn leftovers(
     let mut found = Vec::new();
     let mut sandboxes = 0;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+    for line in mounts.lines() {
+        let m = line.split(' ').nth(4).unwrap_or_default();
         let ours = m.starts_with(&data.join("pods").display().to_string())
             || m.starts_with(&run.display().to_string());
         let name = m.rsplit('/').next().unwrap_or_default();
-        if !ours {
+        // The run directory's own tmpfs belongs to the node while it runs.
+        if !ours || line.contains(" - tmpfs peapod-run ") {
             continue;
         }
         if !node_owned(name) {

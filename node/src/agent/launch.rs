@@ -303,20 +303,18 @@ pub async fn start(
     }
     let base = ctx.dir.container(id);
     let rootfs = base.join("rootfs");
-    if !super::volumes::is_mountpoint(&rootfs) {
-        image::mount_rootfs(
-            &image.layers,
-            &base.join("upper"),
-            &base.join("work"),
-            &rootfs,
+    image::mount_rootfs(
+        &image.layers,
+        &base.join("upper"),
+        &base.join("work"),
+        &rootfs,
+    )
+    .map_err(|e| {
+        LaunchError::new(
+            "CreateContainerError",
+            format!("mounting the root filesystem: {e}"),
         )
-        .map_err(|e| {
-            LaunchError::new(
-                "CreateContainerError",
-                format!("mounting the root filesystem: {e}"),
-            )
-        })?;
-    }
+    })?;
     let (run_as_user, run_as_group) = run_as(ctx.pod, c);
     let identity = user::resolve(
         &rootfs,

@@ -15,6 +15,7 @@ mod portforward;
 mod probes;
 mod registration;
 mod run;
+mod rundir;
 pub mod sandbox;
 mod server;
 mod service_env;
@@ -271,9 +272,8 @@ pub async fn run(
     config: AgentConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    for d in [&config.data_dir, &config.run_dir] {
-        std::fs::create_dir_all(d)?;
-    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    rundir::ensure_in_memory(&config.run_dir)?;
     // The Wasm runtime comes first: the node advertises whether it has one.
     let mut config = config;
     let wasm = match wasm_runtime(&config) {
@@ -478,6 +478,7 @@ pub async fn cleanup(config: &AgentConfig) -> Result<(), AgentError> {
         let _ = std::fs::remove_dir(hierarchy.path().join("peapod"));
     }
     let _ = std::fs::remove_dir_all(config.run_dir.join("oci"));
+    rundir::release(&config.run_dir);
     crate::proxy::cleanup(&config.chain_prefix());
     Ok(())
 }

@@ -1,24 +1,46 @@
 //! Pod IP addresses from the node's pod CIDR, recorded one file per
 //! address (named after it, holding the pod uid) so that allocations
-//! survive agent restarts.
+//! survive agent restarts. The files are read once; an index in memory
+//! answers lookups (a node with a thousand pods would otherwise read a
+//! thousand files for each sandbox).
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ipnet::Ipv4Net;
 
 pub struct Ipam {
     dir: PathBuf,
     cidr: Ipv4Net,
+    /// Address -> owner, as the files say.
+    leases: Mutex<BTreeMap<Ipv4Addr, String>>,
 }
 
 impl Ipam {
     pub fn new(dir: &Path, cidr: Ipv4Net) -> io::Result<Ipam> {
         let dir = dir.join(cidr.to_string().replace('/', "_"));
         std::fs::create_dir_all(&dir)?;
-        Ok(Ipam { dir, cidr })
+        let leases = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter_map(|e| {
+                let ip: Ipv4Addr = e.file_name().to_string_lossy().parse().ok()?;
+                let owner = std::fs::read_to_string(e.path()).ok()?;
+                Some((ip, owner.trim().to_string()))
+            })
+            .collect();
+        Ok(Ipam {
+            dir,
+            cidr,
+            leases: Mutex::new(leases),
+        })
+    }
+
+    fn leases(&self) -> MutexGuard<'_, BTreeMap<Ipv4Addr, String>> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The bridge's address: the first in the range.
@@ -32,25 +54,25 @@ impl Ipam {
 
     /// The address held by `owner`, if any.
     pub fn lookup(&self, owner: &str) -> Option<Ipv4Addr> {
-        std::fs::read_dir(&self.dir).ok()?.flatten().find_map(|e| {
-            let held = std::fs::read_to_string(e.path()).ok()?;
-            (held.trim() == owner)
-                .then(|| e.file_name().to_string_lossy().parse().ok())
-                .flatten()
-        })
+        held_by(&self.leases(), owner)
     }
 
     /// An address for `owner` (the one it already holds, if any).
     pub fn allocate(&self, owner: &str) -> io::Result<Ipv4Addr> {
-        if let Some(ip) = self.lookup(owner) {
+        let mut leases = self.leases();
+        if let Some(ip) = held_by(&leases, owner) {
             return Ok(ip);
         }
         let gateway = self.gateway();
         for ip in self.cidr.hosts().filter(|ip| *ip != gateway) {
+            if leases.contains_key(&ip) {
+                continue;
+            }
             let file = self.dir.join(ip.to_string());
             match OpenOptions::new().write(true).create_new(true).open(&file) {
                 Ok(mut f) => {
                     f.write_all(owner.as_bytes())?;
+                    leases.insert(ip, owner.to_string());
                     return Ok(ip);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -65,35 +87,40 @@ impl Ipam {
 
     /// Hands the address `from` holds to `to`.
     pub fn transfer(&self, from: &str, to: &str) -> io::Result<Ipv4Addr> {
-        let ip = self
-            .lookup(from)
+        let mut leases = self.leases();
+        let ip = held_by(&leases, from)
             .ok_or_else(|| io::Error::other(format!("{from} holds no address")))?;
         let file = self.dir.join(ip.to_string());
         let temp = self.dir.join(format!(".{ip}.new"));
         std::fs::write(&temp, to)?;
         std::fs::rename(&temp, &file)?;
+        leases.insert(ip, to.to_string());
         Ok(ip)
     }
 
     /// Frees every address `owner` holds.
     pub fn release(&self, owner: &str) {
-        while let Some(ip) = self.lookup(owner) {
-            if std::fs::remove_file(self.dir.join(ip.to_string())).is_err() {
-                return;
+        let mut leases = self.leases();
+        while let Some(ip) = held_by(&leases, owner) {
+            match std::fs::remove_file(self.dir.join(ip.to_string())) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => return,
             }
+            leases.remove(&ip);
         }
     }
 
     /// Owners holding addresses, for cleaning up after pods that are gone.
     pub fn owners(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .map(|s| s.trim().to_string())
-            .collect()
+        self.leases().values().cloned().collect()
     }
+}
+
+fn held_by(leases: &BTreeMap<Ipv4Addr, String>, owner: &str) -> Option<Ipv4Addr> {
+    leases
+        .iter()
+        .find_map(|(ip, held)| (held == owner).then_some(*ip))
 }
 
 #[cfg(test)]

@@ -76,6 +76,9 @@ fn oom_killed(cgroup: &str) -> bool {
 
 /// Runs the shim; returns the process exit code.
 pub fn run(args: ShimArgs) -> i32 {
+    // A session of its own, so that signals meant for the agent's terminal
+    // never reach the shim (it outlives the agent).
+    let _ = nix::unistd::setsid();
     let _ = std::fs::create_dir_all(&args.state);
     let _ = std::fs::write(args.state.join("shim.pid"), std::process::id().to_string());
     match create_and_start(&args) {
