@@ -166,6 +166,31 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         "echo $((6*7))\n",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    // On a terminal, the session ends with the command (it used to wait for
+    // kubectl's read timeout, a minute, and fail).
+    let began = std::time::Instant::now();
+    let out = s.kubectl_tty(&[
+        "exec",
+        "-it",
+        "duo",
+        "-c",
+        "writer",
+        "--",
+        "sh",
+        "-c",
+        "echo on-tty; exit 4",
+    ]);
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "exec -it took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    // The terminal carries kubectl's own message too, as on any cluster.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "on-tty\r\ncommand terminated with exit code 4\r\n"
+    );
 
     // port-forward reaches the pod's port from a local one.
     let mut forward = s

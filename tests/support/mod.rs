@@ -211,6 +211,31 @@ impl Server {
         child.wait_with_output().expect("kubectl output")
     }
 
+    /// Runs kubectl on a terminal (util-linux `script` gives it a pty),
+    /// its input left open and silent, as an interactive user's would be.
+    pub fn kubectl_tty(&self, args: &[&str]) -> Output {
+        let line = std::iter::once(kubectl_binary())
+            .chain(args.iter().map(|a| a.to_string()))
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut script = Command::new("script");
+        script
+            .args(["-qefc", &line, "/dev/null"])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.cache.path())
+            .env("HOME", self.cache.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = script.spawn().expect("run script");
+        // Held until kubectl is done: the end of input would end the session.
+        let input = child.stdin.take();
+        let out = child.wait_with_output().expect("kubectl output");
+        drop(input);
+        out
+    }
+
     /// Runs kubectl and returns its stdout, panicking with its stderr on failure.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

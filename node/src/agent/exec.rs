@@ -176,7 +176,11 @@ pub async fn serve(socket: WebSocket, oci: Oci, run: String, req: ExecRequest) {
             Stdio::null()
         });
     }
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // The command keeps its copies of the pty's slave end: they go now, or
+    // the master never sees the end of the session.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let _ = out_tx
@@ -252,9 +256,16 @@ pub async fn serve(socket: WebSocket, oci: Oci, run: String, req: ExecRequest) {
     });
 
     let status = child.wait().await;
-    for p in pumps {
-        // Output still in flight is delivered; a pty reports EIO at its end.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p).await;
+    for mut p in pumps {
+        // Output still in flight is delivered; a pty reports EIO at its end
+        // (later if a background process still holds the terminal, which
+        // must not keep the session open).
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut p)
+            .await
+            .is_err()
+        {
+            p.abort();
+        }
     }
     reader.abort();
     let frame = match status {
