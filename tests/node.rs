@@ -102,6 +102,8 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     let run = tempfile::tempdir().unwrap();
     let mut flags = up_flags("node", run.path());
     flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    // Mounted ConfigMaps, Secrets and pod labels follow changes within seconds.
+    flags.extend(["--sync-frequency".to_string(), "2".to_string()]);
     let bridge = format!("{}0", flag_value(&flags, "--network-name"));
     let s = Server::up(flags.clone());
     assert!(
@@ -190,6 +192,39 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "on-tty\r\ncommand terminated with exit code 4\r\n"
+    );
+
+    // Volumes follow the ConfigMap, the Secret and the pod's labels.
+    s.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"app.conf":"port=9090\n"}}"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "secret",
+        "credentials",
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"password":"swordfish"}}"#,
+    ]);
+    s.ok(&["label", "pod", "duo", "tier=web"]);
+    let cat = |path: &str| {
+        let out = s.kubectl(&["exec", "duo", "-c", "writer", "--", "cat", path]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || cat("/config/app.conf")
+            == "port=9090\n"
+            && cat("/secret/password") == "swordfish"
+            && cat("/podinfo/labels").contains("tier=\"web\"")),
+        "volumes did not follow: {:?} {:?} {:?}",
+        cat("/config/app.conf"),
+        cat("/secret/password"),
+        cat("/podinfo/labels")
     );
 
     // port-forward reaches the pod's port from a local one.

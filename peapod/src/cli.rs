@@ -158,6 +158,10 @@ pub struct AgentArgs {
     /// node's instance pool holds; 0 allocates every instance on demand.
     #[arg(long, default_value_t = 1000)]
     pub wasm_instance_pool: u32,
+    /// Seconds between refreshes of running pods' ConfigMap, Secret,
+    /// projected and downward API volumes (the kubelet's sync frequency).
+    #[arg(long, default_value_t = 60)]
+    pub sync_frequency: u64,
     /// Remove every container, network and file of this node's, then exit.
     #[arg(long)]
     pub cleanup: bool,

@@ -142,6 +142,7 @@ fn agent_config(
         ingress_tls_port: args.ingress_tls_port,
         ingress_threads: args.ingress_threads,
         wasm_instance_pool: args.wasm_instance_pool,
+        sync_frequency: std::time::Duration::from_secs(args.sync_frequency.max(1)),
         wasm: true,
     })
 }

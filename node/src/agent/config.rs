@@ -42,6 +42,9 @@ pub struct AgentConfig {
     pub ingress_threads: usize,
     /// Size of the Wasm instance pool; 0: instances allocated on demand.
     pub wasm_instance_pool: u32,
+    /// How often running pods' ConfigMap, Secret, projected and downward
+    /// API volumes are brought up to date.
+    pub sync_frequency: std::time::Duration,
     /// Whether to offer the Wasm runtime.
     pub wasm: bool,
     /// Static pod manifests (`*.yaml`), run without the API server's say.

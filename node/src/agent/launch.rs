@@ -187,6 +187,20 @@ fn mounts(
             if !source.exists() {
                 let _ = std::fs::create_dir_all(&source);
             }
+            // Links resolved here (ConfigMap keys link through `..data`),
+            // and only to places inside the volume.
+            let inside = base
+                .canonicalize()
+                .ok()
+                .zip(source.canonicalize().ok())
+                .filter(|(base, resolved)| resolved.starts_with(base));
+            let Some((_, resolved)) = inside else {
+                return Err(LaunchError::new(
+                    "CreateContainerConfigError",
+                    format!("subPath {sub:?} leads out of volume \"{}\"", m.name),
+                ));
+            };
+            source = resolved;
         }
         out.retain(|b| b.destination != m.mount_path);
         out.push(BindMount {

@@ -2,6 +2,7 @@
 //! per pod bound to it, serves logs and exec to the API server, and keeps
 //! its containers running across its own restarts.
 
+mod atomic_dir;
 pub mod config;
 mod container;
 mod env;

@@ -195,6 +195,7 @@ mod tests {
             ingress_tls_port: 443,
             ingress_threads: 0,
             wasm_instance_pool: 0,
+            sync_frequency: std::time::Duration::from_secs(60),
             wasm: false,
         };
         let want = desired(dir.path(), &config, "node-uid");

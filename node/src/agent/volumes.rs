@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use kube::ResourceExt;
 use nix::mount::{MsFlags, mount};
 
+use super::atomic_dir;
 use super::env::{Addresses, Sources, field};
 use super::sandbox::PodDir;
 
@@ -72,29 +73,9 @@ pub fn is_mountpoint(path: &Path) -> bool {
 }
 
 /// Writes `files` (relative path → content, mode) into `dir`, replacing
-/// what was there.
-fn write_files(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p)?;
-        } else {
-            std::fs::remove_file(&p)?;
-        }
-    }
-    for (rel, data, mode) in files {
-        let path = dir.join(rel);
-        if !path.starts_with(dir) || rel.split('/').any(|c| c == "..") {
-            continue;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, data)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))?;
-    }
-    Ok(())
+/// what was there at once (see [`atomic_dir`]).
+fn write_files(dir: &Path, files: &[atomic_dir::File]) -> std::io::Result<()> {
+    atomic_dir::write(dir, files).map(|_| ())
 }
 
 /// Files for `data` (all keys, or just `items`).
@@ -102,7 +83,7 @@ fn key_files(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&Vec<KeyToPath>>,
     default_mode: u32,
-) -> Vec<(String, Vec<u8>, u32)> {
+) -> Vec<atomic_dir::File> {
     match items {
         None => data
             .iter()
@@ -127,7 +108,7 @@ fn downward_files(
     items: &[DownwardAPIVolumeFile],
     default_mode: u32,
     addrs: &Addresses,
-) -> Vec<(String, Vec<u8>, u32)> {
+) -> Vec<atomic_dir::File> {
     let quoted = |m: &BTreeMap<String, String>| {
         m.iter()
             .map(|(k, v)| format!("{k}={v:?}\n"))
@@ -183,6 +164,43 @@ pub fn prepare(
         out.insert(name.to_string(), path);
     }
     Ok(out)
+}
+
+/// Whether `v` holds API data or pod fields that can change while the
+/// pod runs (and so is refreshed).
+fn refreshable(v: &Volume) -> bool {
+    v.config_map.is_some()
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
+}
+
+/// Whether any volume of `pod` is refreshed while it runs.
+pub fn any_refreshable(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| vs.iter().any(refreshable))
+}
+
+/// Brings the ConfigMap, Secret, downward API and projected volumes of a
+/// running pod up to date. A volume whose source is gone keeps what it
+/// had (as on Kubernetes); the first such error is returned after every
+/// other volume was refreshed.
+pub fn refresh(
+    pod: &Pod,
+    dir: &PodDir,
+    sources: &Sources,
+    addrs: &Addresses,
+) -> Result<(), VolumeError> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    let mut first_error = None;
+    for v in volumes.into_iter().flatten().filter(|v| refreshable(v)) {
+        if let Err(e) = prepare_one(pod, dir, v, sources, &ClaimPaths::new(), addrs) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn prepare_one(

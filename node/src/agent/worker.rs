@@ -63,6 +63,9 @@ pub struct Worker {
     /// Why the pod cannot get going yet (reason, message).
     blocked: Option<(String, String)>,
     retry_at: Option<Instant>,
+    /// When the volumes that follow API objects and pod fields are next
+    /// brought up to date (none if the pod has no such volume).
+    refresh_at: Option<Instant>,
     start_time: String,
     reported: Option<Value>,
     /// The pod reached Succeeded or Failed: nothing runs any more.
@@ -124,6 +127,7 @@ impl Worker {
             init_done: false,
             blocked: None,
             retry_at: None,
+            refresh_at: None,
             start_time,
             reported: None,
             finished: None,
@@ -176,7 +180,10 @@ impl Worker {
 
     fn next_wake(&self) -> Duration {
         let now = Instant::now();
-        let mut next = self.retry_at;
+        let mut next = match (self.retry_at, self.refresh_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for c in self.init.iter().chain(&self.app) {
             if let Some(t) = c.not_before
                 && !c.is_running()
@@ -210,6 +217,12 @@ impl Worker {
         match msg {
             Msg::Pod(p) => {
                 if p.uid().as_deref() == Some(self.uid.as_str()) {
+                    // Labels and annotations show in downward API volumes.
+                    let fields_changed = p.labels() != self.pod.labels()
+                        || p.annotations() != self.pod.annotations();
+                    if fields_changed && self.refresh_at.is_some() {
+                        self.refresh_at = Some(Instant::now());
+                    }
                     self.pod = *p;
                 }
             }
@@ -380,8 +393,37 @@ impl Worker {
                 )
             })?;
             self.volumes = Some(prepared);
+            if volumes::any_refreshable(&self.pod) {
+                self.refresh_at = Some(Instant::now() + self.node.config.sync_frequency);
+            }
         }
         Ok(())
+    }
+
+    /// Brings ConfigMap, Secret, downward API and projected volumes up to
+    /// date once their refresh is due.
+    async fn refresh_volumes(&mut self) {
+        if self.volumes.is_none() || self.refresh_at.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        self.refresh_at = Some(Instant::now() + self.node.config.sync_frequency);
+        let (maps, secrets) = super::env::references(&self.pod);
+        let fresh = self.node.fetch_sources(&self.ns(), &maps, &secrets).await;
+        // What could not be read (gone, or the API unreachable) keeps the
+        // data it had: volumes keep their files, as on Kubernetes.
+        for (name, data) in fresh.config_maps.into_iter().filter(|(_, d)| d.is_some()) {
+            self.sources.config_maps.insert(name, data);
+        }
+        for (name, data) in fresh.secrets.into_iter().filter(|(_, d)| d.is_some()) {
+            self.sources.secrets.insert(name, data);
+        }
+        if let Err(e) = volumes::refresh(&self.pod, &self.dir, &self.sources, &self.addresses()) {
+            tracing::debug!(
+                "pod {}/{}: refreshing volumes: {e}",
+                self.ns(),
+                self.pod.name_any()
+            );
+        }
     }
 
     fn ns(&self) -> String {
@@ -424,6 +466,7 @@ impl Worker {
             }
             self.blocked = None;
         }
+        self.refresh_volumes().await;
         let policy = restart_policy(&self.pod);
         if !self.init_done {
             let spec = spec_of(&self.pod);
