@@ -194,6 +194,37 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         "on-tty\r\ncommand terminated with exit code 4\r\n"
     );
 
+    // A pod on the host's network: the node's address and name.
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostnet\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, '{port}', -h, /etc]\n"
+    ));
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .ok(&["get", "pod", "hostnet"])
+            .contains("1/1     Running")),
+        "hostnet: {}",
+        s.ok(&["describe", "pod", "hostnet"])
+    );
+    let status = pod(&s, "hostnet")["status"].clone();
+    assert_eq!(status["podIP"], status["hostIP"], "{status}");
+    let host_ip = status["hostIP"].as_str().unwrap().to_string();
+    assert!(
+        eventually(Duration::from_secs(10), || http_get(
+            &host_ip,
+            port,
+            "/hostname"
+        )
+        .is_some()),
+        "nothing answers on the node's port {port}"
+    );
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(s.ok(&["exec", "hostnet", "--", "hostname"]), host_name);
+
     // Volumes follow the ConfigMap, the Secret and the pod's labels.
     s.ok(&[
         "patch",

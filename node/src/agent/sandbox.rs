@@ -87,6 +87,14 @@ pub fn remove_cgroup(uid: &str) {
 }
 
 /// The pod's hostname: `spec.hostname` or its name (at most 63 characters).
+/// Whether the pod uses the host's network (and so its hostname).
+pub fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
 pub fn hostname(pod: &Pod) -> String {
     let spec = pod.spec.as_ref();
     let name = spec
@@ -203,12 +211,22 @@ pub fn write_files(
     config: &AgentConfig,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.path())?;
-    std::fs::write(dir.hosts(), hosts_file(pod, ip, &config.cluster_domain))?;
+    // A pod on the host's network sees the host's names, as the kubelet
+    // arranges it.
+    let (hosts, name) = if host_network(pod) {
+        let name = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| config.name.clone());
+        (std::fs::read_to_string("/etc/hosts")?, name)
+    } else {
+        (hosts_file(pod, ip, &config.cluster_domain), hostname(pod))
+    };
+    std::fs::write(dir.hosts(), hosts)?;
     std::fs::write(
         dir.resolv_conf(),
         resolv_conf(pod, config.cluster_dns, &config.cluster_domain),
     )?;
-    std::fs::write(dir.hostname(), format!("{}\n", hostname(pod)))?;
+    std::fs::write(dir.hostname(), format!("{name}\n"))?;
     Ok(())
 }
 

@@ -247,7 +247,12 @@ impl Worker {
                 "Failed"
             });
         }
-        self.sandbox = self.node.network.existing(&self.uid);
+        self.sandbox = if sandbox::host_network(&self.pod) {
+            let node_ip = self.node.config.node_ip;
+            self.node.network.existing_host(&self.uid, node_ip)
+        } else {
+            self.node.network.existing(&self.uid)
+        };
         let reported = self.pod.status.clone().unwrap_or_default();
         let reported_statuses: Vec<_> = reported
             .init_container_statuses
@@ -361,17 +366,18 @@ impl Worker {
         self.credentials = self.node.pull_credentials(&self.pod).await;
         if self.sandbox.is_none() {
             let hostname = sandbox::hostname(&self.pod);
-            let sb = self
-                .node
-                .network
-                .create(&self.uid, &hostname)
-                .await
-                .map_err(|e| {
-                    (
-                        "FailedCreatePodSandBox".to_string(),
-                        format!("Failed to create pod sandbox: {e}"),
-                    )
-                })?;
+            let network = &self.node.network;
+            let made = if sandbox::host_network(&self.pod) {
+                network.create_host(&self.uid, self.node.config.node_ip)
+            } else {
+                network.create(&self.uid, &hostname).await
+            };
+            let sb = made.map_err(|e| {
+                (
+                    "FailedCreatePodSandBox".to_string(),
+                    format!("Failed to create pod sandbox: {e}"),
+                )
+            })?;
             self.sandbox = Some(sb);
         }
         let ip = self.sandbox.as_ref().expect("just made").ip;

@@ -86,6 +86,17 @@ pub struct Sandbox {
     pub ip: Ipv4Addr,
 }
 
+/// A `hostNetwork` pod's sandbox around its own IPC namespace at `ipc`.
+fn host_sandbox(ipc: PathBuf, ip: Ipv4Addr) -> Sandbox {
+    let own = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", std::process::id()));
+    Sandbox {
+        net: own("net"),
+        ipc,
+        uts: own("uts"),
+        ip,
+    }
+}
+
 /// Network sandboxes kept ready for new pods.
 pub const WARM_SANDBOXES: usize = 3;
 /// How long after a take the pool starts refilling.
@@ -144,6 +155,24 @@ impl Network {
         let (net, ipc, uts) = self.paths(uid);
         let ip = self.ipam.lookup(uid)?;
         (net.exists() && ipc.exists() && uts.exists()).then_some(Sandbox { net, ipc, uts, ip })
+    }
+
+    /// The sandbox of a `hostNetwork` pod if it already exists.
+    pub fn existing_host(&self, uid: &str, node_ip: Ipv4Addr) -> Option<Sandbox> {
+        let (_, ipc, _) = self.paths(uid);
+        ipc.exists().then(|| host_sandbox(ipc, node_ip))
+    }
+
+    /// The sandbox of a `hostNetwork` pod: the host's network and UTS
+    /// namespaces (the agent's), an IPC namespace of its own, and the
+    /// node's address. Nothing of the pod network is made for it.
+    pub fn create_host(&self, uid: &str, node_ip: Ipv4Addr) -> Result<Sandbox> {
+        if let Some(s) = self.existing_host(uid, node_ip) {
+            return Ok(s);
+        }
+        let (_, ipc, _) = self.paths(uid);
+        netns::create(netns::Kind::Ipc, &ipc, None)?;
+        Ok(host_sandbox(ipc, node_ip))
     }
 
     /// Creates a pod's namespaces and plumbs its network, from a warm
