@@ -194,6 +194,35 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         "on-tty\r\ncommand terminated with exit code 4\r\n"
     );
 
+    // pods/proxy: HTTP to a pod's port through the API server, by number
+    // or by the container port's name; the pod's own errors come back.
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/duo:8080/proxy/index.html"
+        ]),
+        "hello from duo with hunter2\n"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/http:duo:http/proxy/init.txt"
+        ]),
+        "prepared\n"
+    );
+    let missing = s.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/duo:8080/proxy/nope",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("NotFound"),
+        "{missing:?}"
+    );
+
     // A pod on the host's network: the node's address and name.
     let port = std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()

@@ -1,5 +1,5 @@
 //! Pod subresources served by the node the pod runs on (`log`, `exec`,
-//! `portforward`), proxied as kube-apiserver does: the request goes to the
+//! `portforward`, `proxy`), proxied as kube-apiserver does: the request goes to the
 //! node's API over HTTPS with the node token as credential; a streaming
 //! reply streams back, and a protocol upgrade (the WebSocket of `kubectl
 //! exec`, the SPDY/3.1 session of `kubectl port-forward`) is spliced
@@ -164,7 +164,7 @@ async fn node_api(api: &Arc<Api>, node_name: &str, req: Request) -> ApiResult<Re
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_string(),
     };
-    forward(api, &endpoint, node_name, &uri, req).await
+    forward(api, &endpoint, node_name, &uri, req, false).await
 }
 
 /// A JSON document from a node's API (`node` is its Node object), for
@@ -178,7 +178,7 @@ pub async fn node_json(api: &Arc<Api>, node: &Value, path: &str) -> ApiResult<Va
         .uri(path)
         .body(Body::empty())
         .map_err(ApiError::internal)?;
-    let resp = forward(api, &endpoint, name, path, req).await?;
+    let resp = forward(api, &endpoint, name, path, req, false).await?;
     let bytes = resp
         .into_body()
         .collect()
@@ -194,10 +194,22 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
     if rp.rt.plural == "nodes" && rp.rt.group.is_empty() {
         return node_api(api, rp.name.as_deref().unwrap_or_default(), req).await;
     }
-    let (ns, name) = (
+    if rp.rt.plural != "pods" {
+        return Err(ApiError::not_implemented(format!(
+            "{}/{} is not served by Peapod yet",
+            rp.rt.plural,
+            sub.name()
+        )));
+    }
+    let (ns, requested) = (
         rp.namespace.clone().unwrap_or_default(),
         rp.name.clone().unwrap_or_default(),
     );
+    // `pods/[scheme:]name[:port]/proxy/...` names a port beside the pod.
+    let (name, port) = match sub {
+        Subresource::Proxy => proxy_target(&requested),
+        _ => (requested.clone(), String::new()),
+    };
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -232,7 +244,15 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
         (Subresource::PortForward, &Method::GET | &Method::POST) => {
             format!("/portForward/{ns}/{name}")
         }
-        (Subresource::Attach | Subresource::Proxy, _) => {
+        (Subresource::Proxy, _) => {
+            let port = pod_port(&pod, &port)?;
+            let marker = format!("/{requested}/proxy");
+            let path = req.uri().path();
+            let rest = path.find(&marker).map_or("", |i| &path[i + marker.len()..]);
+            let rest = rest.strip_prefix('/').unwrap_or(rest);
+            format!("/podProxy/{ns}/{name}/{port}/{rest}")
+        }
+        (Subresource::Attach, _) => {
             return Err(ApiError::not_implemented(format!(
                 "pods/{} is not served by Peapod's nodes yet",
                 sub.name()
@@ -258,15 +278,57 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
         .await?;
     let endpoint = node_endpoint(&node)
         .ok_or_else(|| ApiError::service_unavailable(format!("node {node_name} has no address")))?;
-    let rest: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(query.iter().filter(|(k, _)| k != "container"))
-        .finish();
+    let passthrough = sub == Subresource::Proxy;
+    let rest: String = if passthrough {
+        req.uri().query().unwrap_or_default().to_string()
+    } else {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter().filter(|(k, _)| k != "container"))
+            .finish()
+    };
     let uri = if rest.is_empty() {
         path
     } else {
         format!("{path}?{rest}")
     };
-    forward(api, &endpoint, &node_name, &uri, req).await
+    forward(api, &endpoint, &node_name, &uri, req, passthrough).await
+}
+
+/// The pod and port of a `pods/proxy` name: `name`, `name:port` or
+/// `scheme:name:port` (only plain HTTP is served).
+fn proxy_target(requested: &str) -> (String, String) {
+    let parts: Vec<&str> = requested.split(':').collect();
+    match parts.as_slice() {
+        [name] => (name.to_string(), String::new()),
+        [name, port] => (name.to_string(), port.to_string()),
+        [_, name, port, ..] => (name.to_string(), port.to_string()),
+        [] => (String::new(), String::new()),
+    }
+}
+
+/// The port number a `pods/proxy` request names: a number, a container
+/// port's name, or none (80).
+fn pod_port(pod: &Value, port: &str) -> ApiResult<u16> {
+    if port.is_empty() {
+        return Ok(80);
+    }
+    if let Ok(n) = port.parse() {
+        return Ok(n);
+    }
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+        .find(|p| p["name"] == port)
+        .and_then(|p| p["containerPort"].as_u64())
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no port named \"{port}\" in pod {}",
+                pod["metadata"]["name"].as_str().unwrap_or_default()
+            ))
+        })
 }
 
 async fn forward(
@@ -275,6 +337,7 @@ async fn forward(
     node_name: &str,
     uri: &str,
     mut req: Request,
+    passthrough: bool,
 ) -> ApiResult<Response> {
     let unreachable = |e: &dyn std::fmt::Display| {
         ApiError::service_unavailable(format!("error dialing node {node_name} ({endpoint}): {e}"))
@@ -304,21 +367,48 @@ async fn forward(
         .uri(uri)
         .header(header::HOST, endpoint)
         .header(header::AUTHORIZATION, format!("Bearer {}", api.node_token));
-    for name in UPGRADE_HEADERS {
-        for v in req.headers().get_all(*name) {
-            out = out.header(*name, v.clone());
+    if passthrough {
+        // The caller's request as it is, but for its credentials.
+        for (k, v) in req.headers() {
+            if !matches!(
+                *k,
+                header::HOST | header::AUTHORIZATION | header::CONNECTION | header::UPGRADE
+            ) {
+                out = out.header(k, v.clone());
+            }
+        }
+    } else {
+        for name in UPGRADE_HEADERS {
+            for v in req.headers().get_all(*name) {
+                out = out.header(*name, v.clone());
+            }
         }
     }
-    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let upgrade = !passthrough && req.headers().contains_key(header::UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let out = out
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(ApiError::internal)?;
+    let body = if passthrough {
+        std::mem::take(req.body_mut())
+    } else {
+        Body::empty()
+    };
+    let out = out.body(body).map_err(ApiError::internal)?;
     let mut resp = sender
         .send_request(out)
         .await
         .map_err(|e| unreachable(&e))?;
     let status = resp.status();
+    if passthrough {
+        // The pod's answer as it is: status, headers and body.
+        let mut reply = Response::builder().status(status);
+        for (k, v) in resp.headers() {
+            if !matches!(*k, header::CONNECTION | header::TRANSFER_ENCODING) {
+                reply = reply.header(k, v);
+            }
+        }
+        return reply
+            .body(Body::new(resp.into_body()))
+            .map_err(ApiError::internal);
+    }
     if status == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
     {

@@ -12,6 +12,7 @@ mod launch;
 mod logs;
 mod metrics;
 mod peers;
+mod pod_proxy;
 mod portforward;
 mod probes;
 mod registration;

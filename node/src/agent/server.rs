@@ -1,5 +1,5 @@
 //! The node's own API, which the API server proxies `pods/log`,
-//! `pods/exec` and `pods/portforward` to (as the kubelet's port 10250):
+//! `pods/exec`, `pods/portforward` and `pods/proxy` to (as the kubelet's port 10250):
 //! HTTPS with a certificate made at start, and the cluster's node token as
 //! the shared secret that proves a caller is the control plane.
 
@@ -12,7 +12,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -21,6 +21,7 @@ use super::NodeCtx;
 use super::config::AgentConfig;
 use super::exec::{self, ExecRequest};
 use super::logs::{self, LogOptions};
+use super::pod_proxy;
 use super::portforward::{self, WsStream};
 
 /// Binds the node API's port (0 picks a free one).
@@ -67,6 +68,8 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
             "/portForward/{ns}/{pod}",
             get(port_forward).post(port_forward),
         )
+        .route("/podProxy/{ns}/{pod}/{port}", any(proxy_root))
+        .route("/podProxy/{ns}/{pod}/{port}/{*rest}", any(proxy))
         .with_state(node);
     if let Err(e) = peapod_control::api::tls::serve(listener, tls, app).await {
         tracing::error!("node API stopped: {e}");
@@ -240,6 +243,38 @@ async fn exec_session(
     let oci = node.oci.clone();
     ws.protocols(exec::PROTOCOLS)
         .on_upgrade(move |socket| exec::serve(socket, oci, id, request))
+}
+
+/// `pods/proxy` to the root of the pod's port.
+async fn proxy_root(
+    State(node): State<Arc<NodeCtx>>,
+    Path((ns, pod, port)): Path<(String, String, u16)>,
+    req: Request,
+) -> Response {
+    proxy(State(node), Path((ns, pod, port, String::new())), req).await
+}
+
+/// `pods/proxy`: an HTTP request to one of the pod's ports.
+async fn proxy(
+    State(node): State<Arc<NodeCtx>>,
+    Path((ns, pod, port, rest)): Path<(String, String, u16, String)>,
+    req: Request,
+) -> Response {
+    if !authorized(&node, req.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let pod_ip = {
+        let table = node.table.lock().expect("lock");
+        table.get(&(ns, pod.clone())).map(|e| e.pod_ip)
+    };
+    match pod_ip {
+        None => error(StatusCode::NOT_FOUND, "pod does not exist"),
+        Some(None) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("pod {pod} does not have an IP address yet"),
+        ),
+        Some(Some(ip)) => pod_proxy::serve(ip, port, &rest, req).await,
+    }
 }
 
 /// `kubectl port-forward`: a SPDY/3.1 session, tunnelled in a WebSocket
