@@ -31,9 +31,20 @@ impl Fixture {
             ipc: ns_dir.join("ipc"),
             uts: ns_dir.join("uts"),
         };
-        netns::create(netns::Kind::Net, &namespaces.net, None).unwrap();
-        netns::create(netns::Kind::Ipc, &namespaces.ipc, None).unwrap();
-        netns::create(netns::Kind::Uts, &namespaces.uts, Some("test-pod")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            netns::create(netns::Kind::Net, &namespaces.net, None)
+                .await
+                .unwrap();
+            netns::create(netns::Kind::Ipc, &namespaces.ipc, None)
+                .await
+                .unwrap();
+            netns::create(netns::Kind::Uts, &namespaces.uts, Some("test-pod"))
+                .await
+                .unwrap();
+        });
         let lo = std::process::Command::new("nsenter")
             .arg(format!("--net={}", namespaces.net.display()))
             .args(["ip", "link", "set", "lo", "up"])

@@ -368,7 +368,9 @@ impl Worker {
             let hostname = sandbox::hostname(&self.pod);
             let network = &self.node.network;
             let made = if sandbox::host_network(&self.pod) {
-                network.create_host(&self.uid, self.node.config.node_ip)
+                network
+                    .create_host(&self.uid, self.node.config.node_ip)
+                    .await
             } else {
                 network.create(&self.uid, &hostname).await
             };

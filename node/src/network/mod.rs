@@ -166,12 +166,12 @@ impl Network {
     /// The sandbox of a `hostNetwork` pod: the host's network and UTS
     /// namespaces (the agent's), an IPC namespace of its own, and the
     /// node's address. Nothing of the pod network is made for it.
-    pub fn create_host(&self, uid: &str, node_ip: Ipv4Addr) -> Result<Sandbox> {
+    pub async fn create_host(&self, uid: &str, node_ip: Ipv4Addr) -> Result<Sandbox> {
         if let Some(s) = self.existing_host(uid, node_ip) {
             return Ok(s);
         }
         let (_, ipc, _) = self.paths(uid);
-        netns::create(netns::Kind::Ipc, &ipc, None)?;
+        netns::create(netns::Kind::Ipc, &ipc, None).await?;
         Ok(host_sandbox(ipc, node_ip))
     }
 
@@ -202,9 +202,9 @@ impl Network {
         }
         tracing::debug!("pod {uid}: no warm sandbox, making one");
         let (net, ipc, uts) = self.paths(uid);
-        netns::create(netns::Kind::Net, &net, None)?;
-        netns::create(netns::Kind::Ipc, &ipc, None)?;
-        netns::create(netns::Kind::Uts, &uts, Some(hostname))?;
+        netns::create(netns::Kind::Net, &net, None).await?;
+        netns::create(netns::Kind::Ipc, &ipc, None).await?;
+        netns::create(netns::Kind::Uts, &uts, Some(hostname)).await?;
         let ip = self.ipam.allocate(uid)?;
         let plumbed = bounded("plumbing the pod's network", self.plumb(&net, uid, ip)).await;
         if let Err(e) = plumbed {
@@ -275,8 +275,8 @@ impl Network {
             let ip = self.ipam.allocate(&name)?;
             let (net, ipc, _) = self.paths(&name);
             let began = std::time::Instant::now();
-            netns::create(netns::Kind::Net, &net, None)?;
-            netns::create(netns::Kind::Ipc, &ipc, None)?;
+            netns::create(netns::Kind::Net, &net, None).await?;
+            netns::create(netns::Kind::Ipc, &ipc, None).await?;
             let namespaces = began.elapsed();
             bounded("plumbing a warm sandbox", self.plumb(&net, &name, ip)).await?;
             tracing::debug!(
@@ -311,7 +311,7 @@ impl Network {
         std::fs::write(self.interfaces_dir().join(uid), links::host_interface(warm))?;
         netns::rebind(&warm_net, &net)?;
         netns::rebind(&warm_ipc, &ipc)?;
-        netns::create(netns::Kind::Uts, &uts, Some(hostname))?;
+        netns::create(netns::Kind::Uts, &uts, Some(hostname)).await?;
         let ip = self.ipam.transfer(warm, uid)?;
         Ok(Sandbox { net, ipc, uts, ip })
     }

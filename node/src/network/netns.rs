@@ -37,30 +37,36 @@ impl Kind {
 
 /// Creates a namespace of `kind` held by a bind mount at `path`. For UTS
 /// namespaces the hostname is set first.
-pub fn create(kind: Kind, path: &Path, hostname: Option<&str>) -> io::Result<()> {
+pub async fn create(kind: Kind, path: &Path, hostname: Option<&str>) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     File::create(path)?;
     let path: PathBuf = path.to_path_buf();
     let hostname = hostname.map(String::from);
-    std::thread::spawn(move || -> io::Result<()> {
-        unshare(kind.flag())?;
-        if let Some(h) = hostname {
-            nix::unistd::sethostname(h)?;
-        }
-        let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
-        mount(
-            Some(source.as_str()),
-            &path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )?;
-        Ok(())
-    })
-    .join()
-    .map_err(|_| io::Error::other("namespace thread panicked"))?
+    // Awaited, not joined: the runtime's worker stays free meanwhile.
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let made = (|| -> io::Result<()> {
+            unshare(kind.flag())?;
+            if let Some(h) = hostname {
+                nix::unistd::sethostname(h)?;
+            }
+            let source = format!("/proc/thread-self/ns/{}", kind.proc_name());
+            mount(
+                Some(source.as_str()),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )?;
+            Ok(())
+        })();
+        let _ = done.send(made);
+    });
+    result
+        .await
+        .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
 /// Moves the namespace held at `from` to be held at `to` instead.
