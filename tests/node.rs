@@ -223,6 +223,31 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         "{missing:?}"
     );
 
+    // services/proxy: through the Service's port to a ready pod behind it.
+    s.ok(&[
+        "expose",
+        "pod",
+        "duo",
+        "--name",
+        "duo-web",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(20), || s
+            .kubectl(&[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/services/duo-web:80/proxy/index.html"
+            ])
+            .stdout
+            == b"hello from duo with hunter2\n"),
+        "services/proxy did not reach duo"
+    );
+    s.ok(&["delete", "service", "duo-web"]);
+
     // A pod on the host's network: the node's address and name.
     let port = std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()

@@ -14,6 +14,7 @@ mod path;
 mod protobuf;
 mod resource;
 mod scale;
+mod service_proxy;
 pub mod tls;
 mod watch;
 

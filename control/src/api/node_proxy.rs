@@ -194,6 +194,17 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
     if rp.rt.plural == "nodes" && rp.rt.group.is_empty() {
         return node_api(api, rp.name.as_deref().unwrap_or_default(), req).await;
     }
+    if rp.rt.plural == "services" && sub == Subresource::Proxy {
+        let ns = rp.namespace.clone().unwrap_or_default();
+        let requested = rp.name.clone().unwrap_or_default();
+        let to = super::service_proxy::target(api, &ns, &requested).await?;
+        let rest = after_marker(req.uri().path(), &format!("/{requested}/proxy"));
+        let mut uri = format!("/podProxy/{ns}/{}/{}/{rest}", to.pod, to.port);
+        if let Some(q) = req.uri().query() {
+            uri = format!("{uri}?{q}");
+        }
+        return to_node(api, &to.node, &uri, req, true).await;
+    }
     if rp.rt.plural != "pods" {
         return Err(ApiError::not_implemented(format!(
             "{}/{} is not served by Peapod yet",
@@ -246,10 +257,7 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
         }
         (Subresource::Proxy, _) => {
             let port = pod_port(&pod, &port)?;
-            let marker = format!("/{requested}/proxy");
-            let path = req.uri().path();
-            let rest = path.find(&marker).map_or("", |i| &path[i + marker.len()..]);
-            let rest = rest.strip_prefix('/').unwrap_or(rest);
+            let rest = after_marker(req.uri().path(), &format!("/{requested}/proxy"));
             format!("/podProxy/{ns}/{name}/{port}/{rest}")
         }
         (Subresource::Attach, _) => {
@@ -264,20 +272,6 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
             ));
         }
     };
-    let nodes = api
-        .catalog
-        .lookup("", "v1", "nodes")
-        .expect("nodes are served");
-    let node = api
-        .objects
-        .get(Target {
-            rt: nodes,
-            namespace: None,
-            name: &node_name,
-        })
-        .await?;
-    let endpoint = node_endpoint(&node)
-        .ok_or_else(|| ApiError::service_unavailable(format!("node {node_name} has no address")))?;
     let passthrough = sub == Subresource::Proxy;
     let rest: String = if passthrough {
         req.uri().query().unwrap_or_default().to_string()
@@ -291,12 +285,43 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
     } else {
         format!("{path}?{rest}")
     };
-    forward(api, &endpoint, &node_name, &uri, req, passthrough).await
+    to_node(api, &node_name, &uri, req, passthrough).await
+}
+
+/// What follows `marker` in `path`, without its leading slash.
+fn after_marker<'a>(path: &'a str, marker: &str) -> &'a str {
+    let rest = path.find(marker).map_or("", |i| &path[i + marker.len()..]);
+    rest.strip_prefix('/').unwrap_or(rest)
+}
+
+/// Sends `req` to `uri` on the API of node `node_name`.
+async fn to_node(
+    api: &Arc<Api>,
+    node_name: &str,
+    uri: &str,
+    req: Request,
+    passthrough: bool,
+) -> ApiResult<Response> {
+    let nodes = api
+        .catalog
+        .lookup("", "v1", "nodes")
+        .expect("nodes are served");
+    let node = api
+        .objects
+        .get(Target {
+            rt: nodes,
+            namespace: None,
+            name: node_name,
+        })
+        .await?;
+    let endpoint = node_endpoint(&node)
+        .ok_or_else(|| ApiError::service_unavailable(format!("node {node_name} has no address")))?;
+    forward(api, &endpoint, node_name, uri, req, passthrough).await
 }
 
 /// The pod and port of a `pods/proxy` name: `name`, `name:port` or
 /// `scheme:name:port` (only plain HTTP is served).
-fn proxy_target(requested: &str) -> (String, String) {
+pub(super) fn proxy_target(requested: &str) -> (String, String) {
     let parts: Vec<&str> = requested.split(':').collect();
     match parts.as_slice() {
         [name] => (name.to_string(), String::new()),
