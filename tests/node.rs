@@ -149,6 +149,11 @@ fn pods_run_for_real_and_leave_nothing_behind() {
             == b"prepared\n"
     }));
     assert!(s.ok(&["logs", "duo", "-c", "writer"]).contains("port=8080"));
+    // A ConfigMap key mounted alone (subPath, through the volume's links).
+    assert_eq!(
+        s.ok(&["exec", "duo", "-c", "writer", "--", "cat", "/etc/app.conf"]),
+        "port=8080\n"
+    );
 
     // exec: exit codes and stdin.
     let out = s.kubectl(&[

@@ -189,18 +189,22 @@ fn mounts(
             }
             // Links resolved here (ConfigMap keys link through `..data`),
             // and only to places inside the volume.
-            let inside = base
+            let resolved = base
                 .canonicalize()
-                .ok()
-                .zip(source.canonicalize().ok())
-                .filter(|(base, resolved)| resolved.starts_with(base));
-            let Some((_, resolved)) = inside else {
+                .and_then(|base| Ok((base, source.canonicalize()?)))
+                .map_err(|e| {
+                    LaunchError::new(
+                        "CreateContainerConfigError",
+                        format!("subPath {sub:?} of volume \"{}\": {e}", m.name),
+                    )
+                })?;
+            if !resolved.1.starts_with(&resolved.0) {
                 return Err(LaunchError::new(
                     "CreateContainerConfigError",
                     format!("subPath {sub:?} leads out of volume \"{}\"", m.name),
                 ));
-            };
-            source = resolved;
+            }
+            source = resolved.1;
         }
         out.retain(|b| b.destination != m.mount_path);
         out.push(BindMount {
