@@ -176,17 +176,20 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     // On a terminal, the session ends with the command (it used to wait for
     // kubectl's read timeout, a minute, and fail).
     let began = std::time::Instant::now();
-    let out = s.kubectl_tty(&[
-        "exec",
-        "-it",
-        "duo",
-        "-c",
-        "writer",
-        "--",
-        "sh",
-        "-c",
-        "echo on-tty; exit 4",
-    ]);
+    let out = s.kubectl_tty(
+        &[
+            "exec",
+            "-it",
+            "duo",
+            "-c",
+            "writer",
+            "--",
+            "sh",
+            "-c",
+            "echo on-tty; exit 4",
+        ],
+        "",
+    );
     assert!(
         began.elapsed() < Duration::from_secs(20),
         "exec -it took {:?}",
@@ -198,6 +201,56 @@ fn pods_run_for_real_and_leave_nothing_behind() {
         String::from_utf8_lossy(&out.stdout),
         "on-tty\r\ncommand terminated with exit code 4\r\n"
     );
+
+    // attach: a container's stdin (closed after the first session with
+    // stdinOnce) and output, and `kubectl run -it --rm` on a terminal.
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: reader\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    stdin: true\n    stdinOnce: true\n    command: [sh, -c, 'read line; echo got $line; read more || echo stdin closed']\n"
+    ));
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .ok(&["get", "pod", "reader"])
+            .contains("1/1     Running")),
+        "reader: {}",
+        s.ok(&["describe", "pod", "reader"])
+    );
+    let out = s.kubectl_stdin(&["attach", "-i", "reader"], "hello\n");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("got hello"), "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(20), || s
+            .ok(&["logs", "reader"])
+            .contains("stdin closed")),
+        "stdin stayed open: {}",
+        s.ok(&["logs", "reader"])
+    );
+    let out = s.kubectl_tty(
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "typist",
+            "--image",
+            &image,
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got-$x; tty; exit 3",
+        ],
+        "hi\r",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("got-hi") && said.contains("/dev/pts/"),
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(eventually(Duration::from_secs(20), || s
+        .ok(&["get", "pods", "-o", "name"])
+        .lines()
+        .all(|l| l != "pod/typist")));
+    s.ok(&["delete", "pod", "reader"]);
 
     // pods/proxy: HTTP to a pod's port through the API server, by number
     // or by the container port's name; the pod's own errors come back.

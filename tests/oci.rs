@@ -91,6 +91,7 @@ impl Fixture {
             resources: Resources::default(),
             security: Security::default(),
             log: base.join("log"),
+            streams: Default::default(),
         }
     }
 }

@@ -65,6 +65,12 @@ pub struct ShimArgs {
     pub log: PathBuf,
     #[arg(long)]
     pub cgroup: String,
+    #[arg(long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub stdin: bool,
+    #[arg(long)]
+    pub stdin_once: bool,
 }
 
 #[derive(Args, Clone)]

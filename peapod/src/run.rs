@@ -22,6 +22,11 @@ impl Cli {
                 root: a.root.clone(),
                 log: a.log.clone(),
                 cgroup: a.cgroup.clone(),
+                streams: oci::Streams {
+                    stdin: a.stdin,
+                    stdin_once: a.stdin_once,
+                    tty: a.tty,
+                },
             })),
             Command::OciExec(a) => Some(oci::exec::run(oci::exec::ExecArgs {
                 root: a.root.clone(),

@@ -212,8 +212,9 @@ impl Server {
     }
 
     /// Runs kubectl on a terminal (util-linux `script` gives it a pty),
-    /// its input left open and silent, as an interactive user's would be.
-    pub fn kubectl_tty(&self, args: &[&str]) -> Output {
+    /// `typed` as its input, which stays open afterwards as an interactive
+    /// user's would.
+    pub fn kubectl_tty(&self, args: &[&str], typed: &str) -> Output {
         let line = std::iter::once(kubectl_binary())
             .chain(args.iter().map(|a| a.to_string()))
             .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
@@ -230,7 +231,10 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = script.spawn().expect("run script");
         // Held until kubectl is done: the end of input would end the session.
-        let input = child.stdin.take();
+        let mut input = child.stdin.take();
+        if let Some(i) = input.as_mut() {
+            i.write_all(typed.as_bytes()).expect("type");
+        }
         let out = child.wait_with_output().expect("kubectl output");
         drop(input);
         out

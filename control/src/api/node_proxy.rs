@@ -1,5 +1,5 @@
 //! Pod subresources served by the node the pod runs on (`log`, `exec`,
-//! `portforward`, `proxy`), proxied as kube-apiserver does: the request goes to the
+//! `attach`, `portforward`, `proxy`), proxied as kube-apiserver does: the request goes to the
 //! node's API over HTTPS with the node token as credential; a streaming
 //! reply streams back, and a protocol upgrade (the WebSocket of `kubectl
 //! exec`, the SPDY/3.1 session of `kubectl port-forward`) is spliced
@@ -260,11 +260,9 @@ pub async fn proxy(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult<
             let rest = after_marker(req.uri().path(), &format!("/{requested}/proxy"));
             format!("/podProxy/{ns}/{name}/{port}/{rest}")
         }
-        (Subresource::Attach, _) => {
-            return Err(ApiError::not_implemented(format!(
-                "pods/{} is not served by Peapod's nodes yet",
-                sub.name()
-            )));
+        (Subresource::Attach, &Method::GET | &Method::POST) => {
+            let container = container(&pod, &query)?;
+            format!("/attach/{ns}/{name}/{container}")
         }
         _ => {
             return Err(ApiError::method_not_allowed(

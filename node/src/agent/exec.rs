@@ -37,7 +37,7 @@ pub struct ExecRequest {
 }
 
 /// The status frame kubectl turns into its exit code.
-fn status_frame(code: Option<i32>, error: Option<String>) -> Vec<u8> {
+pub(super) fn status_frame(code: Option<i32>, error: Option<String>) -> Vec<u8> {
     let status = match (code, error) {
         (_, Some(message)) => {
             json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500})

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use peapod_control::resources::quantity;
 use peapod_runtimes::image::{self, Credentials, Image, PullPolicy};
 use peapod_runtimes::oci::{
-    BindMount, ContainerConfig, PodNamespaces, Resources, Running, Security, user,
+    BindMount, ContainerConfig, PodNamespaces, Resources, Running, Security, Streams, user,
 };
 
 use super::NodeCtx;
@@ -397,6 +397,11 @@ pub async fn start(
         resources: resources(c),
         security: security(ctx.pod, c),
         log,
+        streams: Streams {
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+        },
     };
     node.oci
         .start(&config)

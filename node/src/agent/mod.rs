@@ -3,6 +3,7 @@
 //! its containers running across its own restarts.
 
 mod atomic_dir;
+mod attach;
 pub mod config;
 mod container;
 mod env;

@@ -1,5 +1,5 @@
 //! The node's own API, which the API server proxies `pods/log`,
-//! `pods/exec`, `pods/portforward` and `pods/proxy` to (as the kubelet's port 10250):
+//! `pods/exec`, `pods/attach`, `pods/portforward` and `pods/proxy` to (as the kubelet's port 10250):
 //! HTTPS with a certificate made at start, and the cluster's node token as
 //! the shared secret that proves a caller is the control plane.
 
@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::NodeCtx;
+use super::attach;
 use super::config::AgentConfig;
 use super::exec::{self, ExecRequest};
 use super::logs::{self, LogOptions};
@@ -63,6 +64,10 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
         .route(
             "/exec/{ns}/{pod}/{container}",
             get(exec_session).post(exec_session),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(attach_session).post(attach_session),
         )
         .route(
             "/portForward/{ns}/{pod}",
@@ -243,6 +248,52 @@ async fn exec_session(
     let oci = node.oci.clone();
     ws.protocols(exec::PROTOCOLS)
         .on_upgrade(move |socket| exec::serve(socket, oci, id, request))
+}
+
+/// `kubectl attach`: the container's output, and its stdin if it has one,
+/// over the remote-command WebSocket.
+async fn attach_session(
+    State(node): State<Arc<NodeCtx>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !authorized(&node, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let run = {
+        let table = node.table.lock().expect("lock");
+        table
+            .get(&(ns.clone(), pod.clone()))
+            .and_then(|e| e.runs.get(&container).cloned())
+    };
+    let Some(run) = run else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("container {container} is not valid for pod {pod}"),
+        );
+    };
+    if run.wasm {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("container {container} is a WebAssembly container: attach is not supported"),
+        );
+    }
+    let (Some(id), true) = (run.id, run.running) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("unable to upgrade connection: container not found (\"{container}\")"),
+        );
+    };
+    let Ok(ws) = ws else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "this node serves attach over WebSocket (v5.channel.k8s.io) only",
+        );
+    };
+    let shim = node.oci.attach_socket(&id);
+    ws.protocols(exec::PROTOCOLS)
+        .on_upgrade(move |socket| attach::serve(socket, shim))
 }
 
 /// `pods/proxy` to the root of the pod's port.

@@ -6,6 +6,7 @@
 //! and records how it ended. Shims outlive the agent, which re-adopts
 //! running containers through the shim's pid and state files.
 
+pub mod attach;
 pub mod exec;
 mod pidfd;
 mod profile;
@@ -91,6 +92,16 @@ pub struct Resources {
     pub memory_limit_bytes: Option<i64>,
 }
 
+/// The container's standard input and terminal (`stdin`, `stdinOnce`,
+/// `tty`), which `kubectl attach` reaches through the shim.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Streams {
+    pub stdin: bool,
+    /// Stdin closes when the first attached client closes it.
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
 /// Everything needed to create one container.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -112,6 +123,8 @@ pub struct ContainerConfig {
     pub security: Security,
     /// The CRI-format log file output goes to.
     pub log: PathBuf,
+    #[serde(default)]
+    pub streams: Streams,
 }
 
 impl ContainerConfig {
@@ -180,6 +193,9 @@ impl StateFiles {
     fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
     }
+    fn attach(&self) -> PathBuf {
+        self.dir.join(attach::SOCKET)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -237,6 +253,9 @@ impl Oci {
             .arg(&config.log)
             .arg("--cgroup")
             .arg(config.cgroup_path())
+            .args(config.streams.tty.then_some("--tty"))
+            .args(config.streams.stdin.then_some("--stdin"))
+            .args(config.streams.stdin_once.then_some("--stdin-once"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(shim_log)
@@ -359,6 +378,11 @@ impl Oci {
         if lc.exists() {
             let _ = std::fs::remove_dir_all(lc);
         }
+    }
+
+    /// The socket the container's shim serves attach sessions on.
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.files(id).attach()
     }
 
     /// The command that runs `args` inside a running container through the

@@ -58,7 +58,7 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, OciSpecError> {
     let privileged = config.security.privileged;
     let capabilities = profile::capabilities(&config.security);
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(config.streams.tty)
         .user(
             UserBuilder::default()
                 .uid(config.uid)
@@ -173,6 +173,7 @@ mod tests {
             },
             security: Security::default(),
             log: "/tmp/x.log".into(),
+            streams: Default::default(),
         }
     }
 
