@@ -229,7 +229,7 @@ fn pods_run_for_real_and_leave_nothing_behind() {
             "run",
             "-it",
             "--rm",
-            "typist",
+            "typist-with-a-long-name-for-the-socket-paths-0123",
             "--image",
             &image,
             "--restart=Never",
@@ -249,7 +249,9 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     assert!(eventually(Duration::from_secs(20), || s
         .ok(&["get", "pods", "-o", "name"])
         .lines()
-        .all(|l| l != "pod/typist")));
+        .all(
+            |l| l != "pod/typist-with-a-long-name-for-the-socket-paths-0123"
+        )));
     s.ok(&["delete", "pod", "reader"]);
 
     // pods/proxy: HTTP to a pod's port through the API server, by number

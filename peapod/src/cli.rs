@@ -66,6 +66,8 @@ pub struct ShimArgs {
     #[arg(long)]
     pub cgroup: String,
     #[arg(long)]
+    pub sockets: PathBuf,
+    #[arg(long)]
     pub tty: bool,
     #[arg(long)]
     pub stdin: bool,

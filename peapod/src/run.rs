@@ -22,6 +22,7 @@ impl Cli {
                 root: a.root.clone(),
                 log: a.log.clone(),
                 cgroup: a.cgroup.clone(),
+                sockets: a.sockets.clone(),
                 streams: oci::Streams {
                     stdin: a.stdin,
                     stdin_once: a.stdin_once,

@@ -3,8 +3,19 @@
 //! on the channels of Kubernetes' remote command protocol (0 stdin, 1
 //! stdout, 2 stderr, 4 terminal resize, 255 close a stream).
 
-/// The socket's name in the container's state directory.
-pub const SOCKET: &str = "attach.sock";
+use std::path::{Path, PathBuf};
+
+/// A socket of container `id` (`kind`: "attach", "console") in `dir`,
+/// named by a hash of the id: a unix socket's path must stay short (108
+/// bytes), and ids carry container names of up to 63 characters.
+pub fn socket_path(dir: &Path, id: &str, kind: &str) -> PathBuf {
+    // FNV-1a: stable across builds, so that an upgraded agent still finds
+    // the sockets of shims an older one started.
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    dir.join(format!("{hash:016x}.{kind}"))
+}
 
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
@@ -47,6 +58,21 @@ pub fn take_frames(buf: &mut Vec<u8>) -> Option<Vec<(u8, Vec<u8>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_paths_are_short_and_stable() {
+        let long = format!("0123456789ab-{}-0", "c".repeat(63));
+        let p = socket_path(Path::new("/run/peapod/oci/sock"), &long, "attach");
+        assert_eq!(
+            p,
+            socket_path(Path::new("/run/peapod/oci/sock"), &long, "attach")
+        );
+        assert_ne!(
+            p,
+            socket_path(Path::new("/run/peapod/oci/sock"), "other", "attach")
+        );
+        assert!(p.as_os_str().len() < 60, "{}", p.display());
+    }
 
     #[test]
     fn frames_are_taken_whole_whatever_the_reads() {

@@ -193,9 +193,6 @@ impl StateFiles {
     fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
     }
-    fn attach(&self) -> PathBuf {
-        self.dir.join(attach::SOCKET)
-    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,6 +237,7 @@ impl Oci {
         }
         let shim_log =
             std::fs::File::create(files.shim_log()).map_err(io("creating the shim log"))?;
+        std::fs::create_dir_all(self.sockets()).map_err(io("creating the sockets' directory"))?;
         let mut command = tokio::process::Command::new(&self.exe);
         command
             .arg(SHIM_COMMAND)
@@ -253,6 +251,8 @@ impl Oci {
             .arg(&config.log)
             .arg("--cgroup")
             .arg(config.cgroup_path())
+            .arg("--sockets")
+            .arg(self.sockets())
             .args(config.streams.tty.then_some("--tty"))
             .args(config.streams.stdin.then_some("--stdin"))
             .args(config.streams.stdin_once.then_some("--stdin-once"))
@@ -374,15 +374,23 @@ impl Oci {
     /// its state directory and libcontainer's.
     pub fn remove(&self, id: &str) {
         let _ = std::fs::remove_dir_all(self.files(id).dir);
+        for kind in ["attach", "console"] {
+            let _ = std::fs::remove_file(attach::socket_path(&self.sockets(), id, kind));
+        }
         let lc = self.libcontainer_root().join(id);
         if lc.exists() {
             let _ = std::fs::remove_dir_all(lc);
         }
     }
 
+    /// Where shims make their sockets (short paths, see [`attach::socket_path`]).
+    fn sockets(&self) -> PathBuf {
+        self.root.join("sock")
+    }
+
     /// The socket the container's shim serves attach sessions on.
     pub fn attach_socket(&self, id: &str) -> PathBuf {
-        self.files(id).attach()
+        attach::socket_path(&self.sockets(), id, "attach")
     }
 
     /// The command that runs `args` inside a running container through the

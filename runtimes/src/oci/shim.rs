@@ -36,6 +36,8 @@ pub struct ShimArgs {
     pub log: PathBuf,
     /// The container's cgroup path (to tell an OOM kill).
     pub cgroup: String,
+    /// Where the attach and console sockets go.
+    pub sockets: PathBuf,
     pub streams: Streams,
 }
 
@@ -199,7 +201,7 @@ fn create_and_start(args: &ShimArgs) -> Result<(Container, PidFd, Io), String> {
         .map_err(|e| e.to_string())?
         .with_stdout(out_w)
         .with_stderr(err_w);
-    let console = args.state.join("console.sock");
+    let console = attach::socket_path(&args.sockets, &args.id, "console");
     let console_listener = if args.streams.tty {
         let _ = std::fs::remove_file(&console);
         let l = UnixListener::bind(&console).map_err(|e| format!("console socket: {e}"))?;
@@ -240,7 +242,7 @@ fn create_and_start(args: &ShimArgs) -> Result<(Container, PidFd, Io), String> {
             nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
         );
     }
-    let socket = args.state.join(attach::SOCKET);
+    let socket = attach::socket_path(&args.sockets, &args.id, "attach");
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).ok();
     if let Some(l) = &listener {
