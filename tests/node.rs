@@ -95,6 +95,17 @@ fn leftovers(
     found
 }
 
+/// Waits for the one-container pod `name` to run.
+fn wait_running(s: &Server, name: &str) {
+    assert!(
+        eventually(Duration::from_secs(30), || s
+            .ok(&["get", "pod", name])
+            .contains("1/1     Running")),
+        "{name}: {}",
+        s.ok(&["describe", "pod", name])
+    );
+}
+
 #[test]
 fn pods_run_for_real_and_leave_nothing_behind() {
     let registry = Registry::start();
@@ -207,13 +218,7 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: reader\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    stdin: true\n    stdinOnce: true\n    command: [sh, -c, 'read line; echo got $line; read more || echo stdin closed']\n"
     ));
-    assert!(
-        eventually(Duration::from_secs(30), || s
-            .ok(&["get", "pod", "reader"])
-            .contains("1/1     Running")),
-        "reader: {}",
-        s.ok(&["describe", "pod", "reader"])
-    );
+    wait_running(&s, "reader");
     let out = s.kubectl_stdin(&["attach", "-i", "reader"], "hello\n");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("got hello"), "{out:?}");
@@ -317,13 +322,7 @@ fn pods_run_for_real_and_leave_nothing_behind() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostnet\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, '{port}', -h, /etc]\n"
     ));
-    assert!(
-        eventually(Duration::from_secs(30), || s
-            .ok(&["get", "pod", "hostnet"])
-            .contains("1/1     Running")),
-        "hostnet: {}",
-        s.ok(&["describe", "pod", "hostnet"])
-    );
+    wait_running(&s, "hostnet");
     let status = pod(&s, "hostnet")["status"].clone();
     assert_eq!(status["podIP"], status["hostIP"], "{status}");
     let host_ip = status["hostIP"].as_str().unwrap().to_string();

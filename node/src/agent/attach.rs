@@ -9,7 +9,7 @@ use futures::{SinkExt, StreamExt};
 use peapod_runtimes::oci::attach;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::exec::status_frame;
+use super::exec::{next_client_frame, status_frame};
 
 /// Runs an attach session on an upgraded socket, until the container's
 /// streams end (it exited) or the client goes.
@@ -20,18 +20,9 @@ pub async fn serve(socket: WebSocket, shim: PathBuf) {
         Ok(unix) => {
             let (mut from_shim, mut to_shim) = unix.into_split();
             let input = tokio::spawn(async move {
-                while let Some(Ok(msg)) = stream.next().await {
-                    let data: Vec<u8> = match msg {
-                        Message::Binary(b) => b.to_vec(),
-                        Message::Text(t) => t.as_bytes().to_vec(),
-                        Message::Close(_) => break,
-                        _ => continue,
-                    };
-                    let Some((&channel, rest)) = data.split_first() else {
-                        continue;
-                    };
+                while let Some((channel, data)) = next_client_frame(&mut stream).await {
                     if to_shim
-                        .write_all(&attach::frame(channel, rest))
+                        .write_all(&attach::frame(channel, &data))
                         .await
                         .is_err()
                     {

@@ -79,6 +79,27 @@ fn set_size(master: &OwnedFd, json: &[u8]) {
     unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
+/// The next frame from the client, split into its channel and data; none
+/// once the client closed or went away.
+pub(super) async fn next_client_frame(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<(u8, Vec<u8>)> {
+    while let Some(Ok(msg)) = stream.next().await {
+        let mut data: Vec<u8> = match msg {
+            Message::Binary(b) => b.to_vec(),
+            Message::Text(t) => t.as_bytes().to_vec(),
+            Message::Close(_) => return None,
+            _ => continue,
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let channel = data.remove(0);
+        return Some((channel, data));
+    }
+    None
+}
+
 /// Copies a reader to the outgoing frames on `channel`.
 fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     mut reader: R,
@@ -221,16 +242,8 @@ pub async fn serve(socket: WebSocket, oci: Oci, run: String, req: ExecRequest) {
 
     // Client input: stdin data, resizes, and the end of stdin.
     let reader = tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let data: Vec<u8> = match msg {
-                Message::Binary(b) => b.to_vec(),
-                Message::Text(t) => t.as_bytes().to_vec(),
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            let Some((&channel, rest)) = data.split_first() else {
-                continue;
-            };
+        while let Some((channel, rest)) = next_client_frame(&mut stream).await {
+            let rest = rest.as_slice();
             tracing::trace!("exec: client frame on channel {channel}: {rest:?}");
             match channel {
                 STDIN => {

@@ -185,12 +185,59 @@ async fn container_logs(
     }
 }
 
+type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
+/// The running OCI container an exec or attach session (`verb`) is for,
+/// and the WebSocket it comes on; else the error to answer with.
+fn session(
+    node: &NodeCtx,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    verb: &str,
+    ws: Upgrade,
+) -> Result<(String, WebSocketUpgrade), (StatusCode, String)> {
+    let run = {
+        let table = node.table.lock().expect("lock");
+        table
+            .get(&(ns.to_string(), pod.to_string()))
+            .and_then(|e| e.runs.get(container).cloned())
+    };
+    let Some(run) = run else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("container {container} is not valid for pod {pod}"),
+        ));
+    };
+    if run.wasm {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "container {container} is a WebAssembly container: {verb} is not supported in it"
+            ),
+        ));
+    }
+    let (Some(id), true) = (run.id, run.running) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("unable to upgrade connection: container not found (\"{container}\")"),
+        ));
+    };
+    let Ok(ws) = ws else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("this node serves {verb} over WebSocket (v5.channel.k8s.io) only"),
+        ));
+    };
+    Ok((id, ws))
+}
+
 async fn exec_session(
     State(node): State<Arc<NodeCtx>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
 ) -> Response {
     if !authorized(&node, &headers) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
@@ -213,37 +260,9 @@ async fn exec_session(
             "you must specify at least one command for the container",
         );
     }
-    let run = {
-        let table = node.table.lock().expect("lock");
-        table
-            .get(&(ns.clone(), pod.clone()))
-            .and_then(|e| e.runs.get(&container).cloned())
-    };
-    let Some(run) = run else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("container {container} is not valid for pod {pod}"),
-        );
-    };
-    if run.wasm {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "container {container} is a WebAssembly container: exec is not supported in it"
-            ),
-        );
-    }
-    let (Some(id), true) = (run.id, run.running) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("unable to upgrade connection: container not found (\"{container}\")"),
-        );
-    };
-    let Ok(ws) = ws else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "this node serves exec over WebSocket (v5.channel.k8s.io) only",
-        );
+    let (id, ws) = match session(&node, &ns, &pod, &container, "exec", ws) {
+        Ok(found) => found,
+        Err((code, message)) => return error(code, &message),
     };
     let oci = node.oci.clone();
     ws.protocols(exec::PROTOCOLS)
@@ -256,40 +275,14 @@ async fn attach_session(
     State(node): State<Arc<NodeCtx>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
 ) -> Response {
     if !authorized(&node, &headers) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let run = {
-        let table = node.table.lock().expect("lock");
-        table
-            .get(&(ns.clone(), pod.clone()))
-            .and_then(|e| e.runs.get(&container).cloned())
-    };
-    let Some(run) = run else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("container {container} is not valid for pod {pod}"),
-        );
-    };
-    if run.wasm {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("container {container} is a WebAssembly container: attach is not supported"),
-        );
-    }
-    let (Some(id), true) = (run.id, run.running) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("unable to upgrade connection: container not found (\"{container}\")"),
-        );
-    };
-    let Ok(ws) = ws else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "this node serves attach over WebSocket (v5.channel.k8s.io) only",
-        );
+    let (id, ws) = match session(&node, &ns, &pod, &container, "attach", ws) {
+        Ok(found) => found,
+        Err((code, message)) => return error(code, &message),
     };
     let shim = node.oci.attach_socket(&id);
     ws.protocols(exec::PROTOCOLS)
