@@ -78,9 +78,32 @@ impl TestNet {
                 &net.gateway().to_string(),
             ]);
         }
-        // Hosts reach each other through the bridge, not the host's firewall.
+        // Hosts reach each other through the bridge as through a switch.
+        // With br_netfilter loaded (as where Docker runs) bridged frames
+        // cross the host's FORWARD chain, whose policy may be DROP: let
+        // this bridge's own traffic through, until drop.
+        net.bridge_rule("-I");
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         net
+    }
+
+    /// Inserts (`-I`) or deletes (`-D`) the host FORWARD rules that
+    /// accept traffic in and out of the test bridge.
+    fn bridge_rule(&self, op: &str) {
+        let comment = format!("peapod test net {}", self.bridge);
+        for dir in ["-i", "-o"] {
+            let mut args = vec!["-w", op, "FORWARD"];
+            if op == "-I" {
+                args.push("1");
+            }
+            args.extend([dir, &self.bridge, "-m", "comment", "--comment", &comment]);
+            args.extend(["-j", "ACCEPT"]);
+            let ok = Command::new("iptables")
+                .args(&args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok || op == "-D", "iptables {}", args.join(" "));
+        }
     }
 
     /// The bridge's address, where the API server listens.
@@ -174,5 +197,6 @@ impl Drop for TestNet {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
+        self.bridge_rule("-D");
     }
 }
