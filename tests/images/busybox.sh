@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds a busybox OCI image from Debian's busybox-static and pushes it to a
-# registry: busybox.sh REGISTRY[:PORT] [TAG]. Needs umoci and skopeo.
+# registry: busybox.sh REGISTRY[:PORT] [TAG]; or loads it into the local
+# Docker engine: busybox.sh docker-daemon:NAME:TAG. Needs umoci and skopeo.
 set -euo pipefail
 registry="$1"
 tag="${2:-1.36}"
+case "$registry" in
+docker-daemon:*) dest="$registry" ;;
+*) dest="docker://$registry/busybox:$tag" ;;
+esac
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -23,4 +28,7 @@ echo 'root:x:0:' >"$rootfs/etc/group"
 echo 'nogroup:x:65534:' >>"$rootfs/etc/group"
 umoci repack --image "$work/layout:$tag" "$work/bundle" >/dev/null
 umoci config --image "$work/layout:$tag" --config.cmd sh --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin >/dev/null
-skopeo copy --quiet --dest-tls-verify=false "oci:$work/layout:$tag" "docker://$registry/busybox:$tag"
+case "$dest" in
+docker://*) skopeo copy --quiet --dest-tls-verify=false "oci:$work/layout:$tag" "$dest" ;;
+*) skopeo copy --quiet "oci:$work/layout:$tag" "$dest" ;;
+esac
