@@ -166,6 +166,11 @@ pub struct AgentArgs {
     /// node's instance pool holds; 0 allocates every instance on demand.
     #[arg(long, default_value_t = 1000)]
     pub wasm_instance_pool: u32,
+    /// Most processes and threads one pod may run, set on its cgroup (the
+    /// kubelet's `podPidsLimit`); -1 for no limit. The kubelet has none by
+    /// default; Peapod keeps a fork bomb in one pod from starving the node.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
     /// Seconds between refreshes of running pods' ConfigMap, Secret,
     /// projected and downward API volumes (the kubelet's sync frequency).
     #[arg(long, default_value_t = 60)]

@@ -141,6 +141,7 @@ fn agent_config(
         insecure_registries: args.insecure_registries.clone(),
         labels: labels(&args.labels)?,
         max_pods: args.max_pods,
+        pod_pids_limit: u64::try_from(args.pod_max_pids).ok(),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         manifests_dir: data_dir.join("manifests"),

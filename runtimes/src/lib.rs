@@ -2,6 +2,7 @@
 //! Wasm containers through wasmtime. Nothing here knows about
 //! Kubernetes objects: the node agent translates pods into these terms.
 
+pub mod cgroups;
 pub mod image;
 pub mod logs;
 pub mod oci;

@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub insecure_registries: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub max_pods: u32,
+    /// The most processes and threads a pod may have; `None`: no limit.
+    pub pod_pids_limit: Option<u64>,
     /// The cluster DNS server pods with `dnsPolicy: ClusterFirst` use;
     /// without one they get the host's resolver configuration.
     pub cluster_dns: Option<Ipv4Addr>,

@@ -6,7 +6,6 @@
 //! into `metrics.k8s.io` for `kubectl top`.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -103,6 +102,7 @@ fn sample(node: &NodeCtx) -> Sample {
         node_cpu: node_cpu_nanos().unwrap_or(0),
         containers: HashMap::new(),
     };
+    let cgroups = peapod_runtimes::cgroups::Hierarchies::host();
     let table = node.table.lock().unwrap_or_else(PoisonError::into_inner);
     for ((ns, pod), entry) in table.iter() {
         for (name, run) in &entry.runs {
@@ -118,13 +118,13 @@ fn sample(node: &NodeCtx) -> Sample {
                         .as_ref()
                         .map(|h| h.requests.load(std::sync::atomic::Ordering::Relaxed)),
                 }),
-                None => cgroup_usage(&format!("{}/{id}", cgroup_parent(&entry.uid))).map(
-                    |(cpu_nanos, memory_bytes)| Counters {
+                None => cgroups
+                    .usage(&format!("{}/{id}", cgroup_parent(&entry.uid)))
+                    .map(|(cpu_nanos, memory_bytes)| Counters {
                         cpu_nanos,
                         memory_bytes,
                         requests: None,
-                    },
-                ),
+                    }),
             };
             if let Some(f) = figures {
                 out.containers
@@ -202,34 +202,6 @@ fn node_memory_bytes() -> Option<u64> {
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
     };
     Some(field("MemTotal:")?.saturating_sub(field("MemAvailable:")?) * 1024)
-}
-
-fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// A `memory.stat` field.
-fn stat_field(path: impl AsRef<Path>, name: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// CPU nanoseconds and working-set bytes of a container's cgroup: v1
-/// hierarchies first (the hybrid layout), else the unified one.
-fn cgroup_usage(path: &str) -> Option<(u64, u64)> {
-    let root = Path::new("/sys/fs/cgroup");
-    if let Some(cpu) = read_u64(root.join("cpuacct").join(path).join("cpuacct.usage")) {
-        let memory = root.join("memory").join(path);
-        let used = read_u64(memory.join("memory.usage_in_bytes")).unwrap_or(0);
-        let inactive = stat_field(memory.join("memory.stat"), "total_inactive_file").unwrap_or(0);
-        return Some((cpu, used.saturating_sub(inactive)));
-    }
-    let unified = root.join(path);
-    let cpu = stat_field(unified.join("cpu.stat"), "usage_usec")? * 1000;
-    let used = read_u64(unified.join("memory.current")).unwrap_or(0);
-    let inactive = stat_field(unified.join("memory.stat"), "inactive_file").unwrap_or(0);
-    Some((cpu, used.saturating_sub(inactive)))
 }
 
 #[cfg(test)]

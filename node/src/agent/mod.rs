@@ -473,13 +473,7 @@ pub async fn cleanup(config: &AgentConfig) -> Result<(), AgentError> {
         let network = Network::start(network_config(config, cidr)).await?;
         network.teardown().await?;
     }
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::remove_dir(hierarchy.path().join("peapod"));
-    }
+    peapod_runtimes::cgroups::Hierarchies::host().remove_if_empty(sandbox::CGROUP_ROOT);
     let _ = std::fs::remove_dir_all(config.run_dir.join("oci"));
     rundir::release(&config.run_dir);
     crate::proxy::cleanup(&config.chain_prefix());

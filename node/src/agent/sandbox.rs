@@ -59,31 +59,18 @@ impl PodDir {
     }
 }
 
+/// The cgroup (relative to each hierarchy) every pod's goes under.
+pub const CGROUP_ROOT: &str = "peapod";
+
 /// The cgroup (relative to each hierarchy) the pod's containers go under.
 pub fn cgroup_parent(uid: &str) -> String {
-    format!("peapod/pod{}", uid.replace('-', ""))
+    format!("{CGROUP_ROOT}/pod{}", uid.replace('-', ""))
 }
 
-/// Removes the pod's cgroup directories (its containers' are gone by then).
+/// Removes the pod's cgroups (its containers' are gone by then; a
+/// crashed run's leftover leaves go with it).
 pub fn remove_cgroup(uid: &str) {
-    let parent = cgroup_parent(uid);
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for h in hierarchies.flatten() {
-        let dir = h.path().join(&parent);
-        if dir.exists() {
-            // Leftover container leaves first (after a crash), then the pod.
-            for leaf in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if leaf.path().is_dir() {
-                    let _ = std::fs::remove_dir(leaf.path());
-                }
-            }
-            if let Err(e) = std::fs::remove_dir(&dir) {
-                tracing::debug!("removing {}: {e}", dir.display());
-            }
-        }
-    }
+    peapod_runtimes::cgroups::Hierarchies::host().remove(&cgroup_parent(uid));
 }
 
 /// The pod's hostname: `spec.hostname` or its name (at most 63 characters).

@@ -188,6 +188,7 @@ mod tests {
             insecure_registries: vec![],
             labels: Default::default(),
             max_pods: 110,
+            pod_pids_limit: None,
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             manifests_dir: dir.path().into(),

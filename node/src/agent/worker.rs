@@ -380,6 +380,17 @@ impl Worker {
                     format!("Failed to create pod sandbox: {e}"),
                 )
             })?;
+            let limits = peapod_runtimes::cgroups::PodLimits {
+                pids: self.node.config.pod_pids_limit,
+            };
+            peapod_runtimes::cgroups::Hierarchies::host()
+                .create_pod(&sandbox::cgroup_parent(&self.uid), &limits)
+                .map_err(|e| {
+                    (
+                        "FailedCreatePodSandBox".to_string(),
+                        format!("Failed to create the pod's cgroup: {e}"),
+                    )
+                })?;
             self.sandbox = Some(sb);
         }
         let ip = self.sandbox.as_ref().expect("just made").ip;

@@ -26,8 +26,8 @@ const DEFAULT: &[Capability] = &[
     Capability::AuditWrite,
 ];
 
-/// Every capability the kernel knows (as in `linux/capability.h`), for
-/// privileged containers.
+/// Every capability the kernel knows, in the order of their numbers (as
+/// in `linux/capability.h`), for privileged containers.
 const KERNEL: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
@@ -72,11 +72,24 @@ const KERNEL: &[&str] = &[
     "CHECKPOINT_RESTORE",
 ];
 
+/// Every capability this process may pass on: the kernel's, less what
+/// its bounding set lacks (as containerd's privileged containers get "all
+/// current capabilities": where Peapod itself runs with fewer, as in some
+/// containers and sandboxes, asking for more fails the container's start).
 fn all() -> Capabilities {
     KERNEL
         .iter()
-        .filter_map(|n| Capability::from_str(n).ok())
+        .enumerate()
+        .filter(|(number, _)| in_bounding_set(*number))
+        .filter_map(|(_, n)| Capability::from_str(n).ok())
         .collect()
+}
+
+/// Whether capability `number` (its index in [`KERNEL`]) is in this
+/// process's bounding set.
+fn in_bounding_set(number: usize) -> bool {
+    // SAFETY: PR_CAPBSET_READ only reads the calling thread's set.
+    unsafe { libc::prctl(libc::PR_CAPBSET_READ, number as libc::c_ulong, 0, 0, 0) == 1 }
 }
 
 /// A capability as Kubernetes spells it (`NET_ADMIN` or `CAP_NET_ADMIN`).
@@ -145,5 +158,21 @@ mod tests {
         });
         assert!(none.is_empty());
         assert!(all().contains(&Capability::SysAdmin));
+    }
+
+    #[test]
+    fn privileged_means_every_capability_this_process_holds() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let bounding = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .unwrap();
+        let expected = (0..KERNEL.len())
+            .filter(|n| bounding & (1 << n) != 0)
+            .count();
+        assert_eq!(all().len(), expected);
+        assert_eq!(KERNEL[24], "SYS_RESOURCE");
+        assert_eq!(KERNEL[40], "CHECKPOINT_RESTORE");
     }
 }

@@ -65,23 +65,6 @@ fn record_exit(args: &ShimArgs, exit: &Exit) {
     }
 }
 
-/// Whether the memory cgroup saw an OOM kill (cgroup v1 `oom_kill` counter,
-/// or the v2 `memory.events` one).
-fn oom_killed(cgroup: &str) -> bool {
-    let v1 = format!("/sys/fs/cgroup/memory{cgroup}/memory.oom_control");
-    let v2 = format!("/sys/fs/cgroup{cgroup}/memory.events");
-    [v1, v2].iter().any(|path| {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("oom_kill "))
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-            })
-            .is_some_and(|n| n > 0)
-    })
-}
-
 /// Runs the shim; returns the process exit code.
 pub fn run(args: ShimArgs) -> i32 {
     // A session of its own, so that signals meant for the agent's terminal
@@ -111,7 +94,8 @@ pub fn run(args: ShimArgs) -> i32 {
             let exit = Exit {
                 code,
                 signal,
-                oom_killed: signal == Some(libc::SIGKILL) && oom_killed(&args.cgroup),
+                oom_killed: signal == Some(libc::SIGKILL)
+                    && crate::cgroups::Hierarchies::host().oom_killed(&args.cgroup),
                 started_at: Some(started_at),
                 finished_at: crate::logs::timestamp(),
                 error: None,

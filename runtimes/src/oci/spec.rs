@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder, get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
+    LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
 };
 
 use super::ContainerConfig;
@@ -51,6 +52,57 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, OciSpecError> {
         mounts.push(bind(m.source.clone(), &m.destination, m.readonly)?);
     }
     Ok(mounts)
+}
+
+/// The device cgroup rules: everything denied but the standard character
+/// devices (null, zero, full, random, urandom, tty, console, ptmx and the
+/// pseudo-terminals) and making device nodes (`m`, not opening them), as
+/// runc and containerd allow; a privileged container may use any device.
+/// libcontainer writes them to the v1 devices controller, or compiles them
+/// into the eBPF device filter of a v2 cgroup.
+fn devices(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>, OciSpecError> {
+    let rule = |allow: bool, typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access);
+        if let Some(major) = major {
+            b = b.major(major);
+        }
+        if let Some(minor) = minor {
+            b = b.minor(minor);
+        }
+        b.build()
+    };
+    if privileged {
+        return Ok(vec![rule(true, LinuxDeviceType::A, None, None, "rwm")?]);
+    }
+    let mut rules = vec![
+        rule(false, LinuxDeviceType::A, None, None, "rwm")?,
+        rule(true, LinuxDeviceType::C, None, None, "m")?,
+        rule(true, LinuxDeviceType::B, None, None, "m")?,
+    ];
+    // null, zero, full, random, urandom; tty, console, ptmx; the pts.
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        rules.push(rule(
+            true,
+            LinuxDeviceType::C,
+            Some(major),
+            Some(minor),
+            "rwm",
+        )?);
+    }
+    rules.push(rule(true, LinuxDeviceType::C, Some(136), None, "rwm")?);
+    Ok(rules)
 }
 
 /// Builds the spec for `config`.
@@ -107,6 +159,7 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, OciSpecError> {
         cpu = cpu.quota(quota as i64).period(CPU_PERIOD_US);
     }
     let resources = LinuxResourcesBuilder::default()
+        .devices(devices(privileged)?)
         .memory(memory.build()?)
         .cpu(cpu.build()?)
         .build()?;
@@ -208,6 +261,34 @@ mod tests {
             .as_array()
             .unwrap();
         assert!(refused.iter().any(|n| n == "mount"));
+    }
+
+    #[test]
+    fn devices_are_denied_but_the_standard_ones() {
+        let json = serde_json::to_value(build(&config()).unwrap()).unwrap();
+        let rules = json["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0]["allow"], false);
+        assert_eq!(rules[0]["type"], "a");
+        let allowed = |major: i64, minor: i64| {
+            rules.iter().any(|r| {
+                r["allow"] == true
+                    && r["major"] == major
+                    && (r["minor"] == minor || r["minor"].is_null())
+                    && r["access"].as_str().unwrap().contains('r')
+            })
+        };
+        assert!(allowed(1, 3) && allowed(1, 9) && allowed(5, 2) && allowed(136, 4));
+        // The host's disks (block devices) can be made but not opened.
+        assert!(!allowed(8, 0) && !allowed(253, 0));
+        let mut p = config();
+        p.security.privileged = true;
+        let json = serde_json::to_value(build(&p).unwrap()).unwrap();
+        let rules = json["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(
+            (rules.len(), &rules[0]["type"]),
+            (1, &serde_json::json!("a"))
+        );
+        assert_eq!(rules[0]["allow"], true);
     }
 
     #[test]
