@@ -291,17 +291,13 @@ impl Oci {
                 })
             }
             _ => {
-                // libcontainer's own error names only the step ("failed
-                // syscall"); the cause is what it logged from the container's
-                // init process, in the shim's log.
-                let log = std::fs::read_to_string(files.shim_log()).unwrap_or_default();
-                let reason = match self.exit(&config.id).and_then(|e| e.error) {
-                    Some(error) => match log.lines().find(|l| l.contains("ERROR")) {
-                        Some(cause) => format!("{error} ({})", strip_log_prefix(cause)),
-                        None => error,
-                    },
-                    None => format!("the shim failed: {}", last_lines(&log, 5)),
-                };
+                let reason = self
+                    .exit(&config.id)
+                    .and_then(|e| e.error)
+                    .unwrap_or_else(|| {
+                        let log = std::fs::read_to_string(files.shim_log()).unwrap_or_default();
+                        format!("the shim failed: {}", last_lines(&log, 5))
+                    });
                 Err(OciError::Start(reason))
             }
         }
@@ -412,13 +408,6 @@ impl Oci {
             .args(args);
         command
     }
-}
-
-/// A log line without its timestamp and level (`... ERROR target: text`).
-fn strip_log_prefix(line: &str) -> &str {
-    line.split_once("ERROR ")
-        .map_or(line, |(_, rest)| rest)
-        .trim()
 }
 
 fn last_lines(text: &str, n: usize) -> String {

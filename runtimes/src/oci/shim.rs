@@ -177,6 +177,23 @@ fn receive_terminal(listener: &UnixListener) -> Result<OwnedFd, String> {
     Err("no terminal in the console socket's message".into())
 }
 
+/// The error lines a failed init process left on the container's stderr,
+/// read without waiting (its writers are gone, or going).
+fn init_errors(stderr: &OwnedFd) -> Option<String> {
+    let flags = nix::fcntl::fcntl(stderr.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).ok()?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(stderr.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = nix::unistd::read(stderr.as_raw_fd(), &mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(|l| l.split_once("ERROR ").map_or(l, |(_, rest)| rest).trim())
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
 fn create_and_start(args: &ShimArgs) -> Result<(Container, PidFd, Io), String> {
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
@@ -207,7 +224,12 @@ fn create_and_start(args: &ShimArgs) -> Result<(Container, PidFd, Io), String> {
         .with_systemd(false)
         .with_detach(true)
         .build()
-        .map_err(|e| format!("creating the container: {e}"))?;
+        .map_err(|e| match init_errors(&err_r) {
+            // libcontainer's error names the step that failed; its init
+            // process logged the cause to the container's stderr.
+            Some(cause) => format!("creating the container: {e} ({cause})"),
+            None => format!("creating the container: {e}"),
+        })?;
     let terminal = match &console_listener {
         Some(l) => match receive_terminal(l) {
             Ok(t) => Some(t),
