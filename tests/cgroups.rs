@@ -20,6 +20,10 @@ const PIDS: u64 = 40;
 /// process can open: a disk, or where the machine forbids even root that
 /// (some sandboxes do), a loop device. The container must not.
 fn host_device() -> String {
+    if std::fs::read_dir("/sys/block").map_or(0, |d| d.count()) == 0 {
+        // A guest without disks (the cgroup v2 VM): loop devices, then.
+        let _ = std::process::Command::new("modprobe").arg("loop").status();
+    }
     let mut names: Vec<String> = std::fs::read_dir("/sys/block")
         .unwrap()
         .flatten()
