@@ -13,5 +13,4 @@ pub mod scheduler;
 pub mod selector;
 pub mod server;
 pub mod store;
-pub mod telemetry;
 pub mod version;

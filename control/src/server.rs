@@ -8,11 +8,12 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::api::Api;
 use crate::api::auth::{Auth, User};
-use crate::api::{Api, tls};
 use crate::objects::Objects;
 use crate::pki::{Credentials, PkiError};
 use crate::store::{RedbStore, Store, StoreError};
+use peapod_common::tls;
 
 /// Namespaces that exist from the first start.
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];

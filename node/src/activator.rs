@@ -30,14 +30,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
-use peapod_control::controllers::knative::{ACTIVATOR_ANNOTATION, SCALE_TARGET_ANNOTATION};
-use peapod_control::telemetry::Telemetry;
+use peapod_common::knative::{ACTIVATOR_ANNOTATION, SCALE_TARGET_ANNOTATION};
+use peapod_common::telemetry::Telemetry;
+use peapod_common::watch::{self, Change, Config, Key, key};
 
 use crate::agent::standby::Standbys;
 use crate::proxy::Redirects;
@@ -54,7 +53,6 @@ const BUFFERED_BODY: usize = 1 << 20;
 const CONNECT_RETRY: Duration = Duration::from_secs(10);
 
 type Body = UnsyncBoxBody<Bytes, hyper::Error>;
-type Key = (String, String);
 
 /// Where redirected traffic is steered: the Service proxy's redirects and
 /// the Ingress's fallbacks, and a way to make the proxy sync.
@@ -71,7 +69,7 @@ struct Function {
     /// The Deployment scaled up from zero.
     target: Mutex<String>,
     /// Ready endpoints of the Service.
-    endpoints: watch::Sender<Vec<SocketAddr>>,
+    endpoints: tokio::sync::watch::Sender<Vec<SocketAddr>>,
     next: AtomicUsize,
     queue: Semaphore,
     listener: tokio::task::AbortHandle,
@@ -146,48 +144,45 @@ impl Activator {
 
     /// Follows the marked Services and their Endpoints until the agent stops.
     pub async fn run(self: Arc<Self>) {
-        let services = watcher::watcher(
+        let services = watch::watch(
             Api::<Service>::all(self.client.clone()),
-            watcher::Config::default(),
+            Config::default(),
+            "services",
         )
-        .default_backoff()
-        .filter_map(|e| async { e.ok().map(|e| Change::Service(Box::new(e))) });
-        let endpoints = watcher::watcher(
+        .changes
+        .map(Followed::Service);
+        let endpoints = watch::watch(
             Api::<Endpoints>::all(self.client.clone()),
-            watcher::Config::default(),
+            Config::default(),
+            "endpoints",
         )
-        .default_backoff()
-        .filter_map(|e| async { e.ok().map(|e| Change::Endpoints(Box::new(e))) });
+        .changes
+        .map(Followed::Endpoints);
         let mut changes = futures::stream::select(services, endpoints).boxed();
         let mut ready: HashMap<Key, Vec<SocketAddr>> = HashMap::new();
         while let Some(change) = changes.next().await {
             match change {
-                Change::Service(e) => match *e {
-                    Event::Apply(s) | Event::InitApply(s) => self.service(&s, &ready).await,
-                    Event::Delete(s) => self.forget(&key(&s)),
-                    _ => {}
-                },
-                Change::Endpoints(e) => match *e {
-                    Event::Apply(e) | Event::InitApply(e) => {
-                        let addrs = ready_addresses(&e);
-                        let k = key(&e);
-                        if let Some(f) = self.function(&k) {
-                            if !addrs.is_empty() {
-                                // A pod ran: its image may be on this node now.
-                                self.standbys.prepare(&k, &f.target());
-                            }
-                            f.set_endpoints(addrs.clone());
+                Followed::Service(Change::Applied(s)) => self.service(&s, &ready).await,
+                Followed::Service(Change::Deleted(s)) => self.forget(&key(&*s)),
+                Followed::Endpoints(Change::Applied(e)) => {
+                    let addrs = ready_addresses(&e);
+                    let k = key(&*e);
+                    if let Some(f) = self.function(&k) {
+                        if !addrs.is_empty() {
+                            // A pod ran: its image may be on this node now.
+                            self.standbys.prepare(&k, &f.target());
                         }
-                        ready.insert(k, addrs);
+                        f.set_endpoints(addrs.clone());
                     }
-                    Event::Delete(e) => {
-                        if let Some(f) = self.function(&key(&e)) {
-                            f.set_endpoints(Vec::new());
-                        }
-                        ready.remove(&key(&e));
+                    ready.insert(k, addrs);
+                }
+                Followed::Endpoints(Change::Deleted(e)) => {
+                    if let Some(f) = self.function(&key(&*e)) {
+                        f.set_endpoints(Vec::new());
                     }
-                    _ => {}
-                },
+                    ready.remove(&key(&*e));
+                }
+                Followed::Service(Change::Synced) | Followed::Endpoints(Change::Synced) => {}
             }
         }
     }
@@ -230,7 +225,8 @@ impl Activator {
         let Ok(local) = listener.local_addr() else {
             return;
         };
-        let (endpoints, _) = watch::channel(ready.get(&k).cloned().unwrap_or_default());
+        let (endpoints, _) =
+            tokio::sync::watch::channel(ready.get(&k).cloned().unwrap_or_default());
         let me = self.clone();
         let serving_key = k.clone();
         let task = tokio::spawn(async move { me.serve(listener, serving_key).await });
@@ -488,16 +484,9 @@ async fn scale_up(client: &kube::Client, f: &Function) {
     }
 }
 
-enum Change {
-    Service(Box<Event<Service>>),
-    Endpoints(Box<Event<Endpoints>>),
-}
-
-fn key<K: kube::Resource>(o: &K) -> Key {
-    (
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default(),
-    )
+enum Followed {
+    Service(Change<Service>),
+    Endpoints(Change<Endpoints>),
 }
 
 /// Ready addresses and the (first) port of an Endpoints object.

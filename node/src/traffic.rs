@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
+pub use peapod_common::wire::ServiceTraffic;
 
 #[derive(Default)]
 struct Counters {
@@ -31,17 +31,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// One Service's figures.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ServiceTraffic {
-    pub namespace: String,
-    pub service: String,
-    /// Requests being served right now.
-    pub inflight: u64,
-    /// Requests since the node started.
-    pub requests: u64,
 }
 
 impl Traffic {

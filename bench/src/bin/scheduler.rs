@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     tokio::spawn(peapod_control::scheduler::run(
         scheduler_client.clone(),
-        peapod_control::controllers::events::Recorder::new(scheduler_client, "bench-scheduler"),
+        peapod_common::events::Recorder::new(scheduler_client, "bench-scheduler"),
     ));
     let progress = tokio::spawn({
         let bound = bound.clone();

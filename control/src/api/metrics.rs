@@ -20,6 +20,7 @@ use super::path::ResourcePath;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::ListOptions;
 use crate::resources::metrics::{self, ContainerMetrics, NodeMetrics, PodMetrics};
+use peapod_common::wire::NodeUsage;
 
 /// A node that does not answer in this time is left out, as metrics-server does.
 const NODE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,7 +66,7 @@ pub async fn handle(api: &Arc<Api>, rp: ResourcePath, req: Request) -> ApiResult
 }
 
 /// (Node object, its latest sample) for every node that answered.
-async fn samples(api: &Arc<Api>) -> ApiResult<Vec<(Value, Value)>> {
+async fn samples(api: &Arc<Api>) -> ApiResult<Vec<(Value, NodeUsage)>> {
     let nodes_rt = api
         .catalog
         .lookup("", "v1", "nodes")
@@ -82,36 +83,29 @@ async fn samples(api: &Arc<Api>) -> ApiResult<Vec<(Value, Value)>> {
     let fetches = real.map(|node| async move {
         let fetched =
             tokio::time::timeout(NODE_TIMEOUT, node_json(api, &node, "/stats/metrics")).await;
-        match fetched {
-            Ok(Ok(sample)) if sample["timestamp"].as_str().is_some_and(|t| !t.is_empty()) => {
-                Some((Value::clone(&node), sample))
-            }
-            _ => None,
-        }
+        let sample: NodeUsage = serde_json::from_value(fetched.ok()?.ok()?).ok()?;
+        (!sample.timestamp.is_empty()).then(|| (Value::clone(&node), sample))
     });
     Ok(join_all(fetches).await.into_iter().flatten().collect())
 }
 
-fn window(sample: &Value) -> String {
-    format!("{:.3}s", sample["windowSeconds"].as_f64().unwrap_or(0.0))
+fn window(sample: &NodeUsage) -> String {
+    format!("{:.3}s", sample.window_seconds)
 }
 
-fn timestamp(sample: &Value) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    serde_json::from_value(sample["timestamp"].clone())
+fn timestamp(sample: &NodeUsage) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    serde_json::from_value(json!(sample.timestamp))
         .or_else(|_| serde_json::from_value(json!(crate::objects::now())))
         .expect("the time now is a valid timestamp")
 }
 
 fn usage(
-    cpu: &Value,
-    memory: &Value,
+    cpu: u64,
+    memory: u64,
 ) -> BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity> {
     BTreeMap::from([
-        ("cpu".to_string(), metrics::cpu(cpu.as_u64().unwrap_or(0))),
-        (
-            "memory".to_string(),
-            metrics::memory(memory.as_u64().unwrap_or(0)),
-        ),
+        ("cpu".to_string(), metrics::cpu(cpu)),
+        ("memory".to_string(), metrics::memory(memory)),
     ])
 }
 
@@ -128,7 +122,7 @@ fn meta(object: &Value) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Objec
 
 fn node_items(
     api: &Arc<Api>,
-    samples: &[(Value, Value)],
+    samples: &[(Value, NodeUsage)],
     opts: &ListOptions,
 ) -> ApiResult<Vec<Value>> {
     let nodes_rt = api
@@ -146,7 +140,7 @@ fn node_items(
             metadata: meta(node),
             timestamp: timestamp(sample),
             window: window(sample),
-            usage: usage(&sample["cpuNanoCores"], &sample["memoryBytes"]),
+            usage: usage(sample.cpu_nano_cores, sample.memory_bytes),
         };
         items.push(serde_json::to_value(item).map_err(ApiError::internal)?);
     }
@@ -155,7 +149,7 @@ fn node_items(
 
 async fn pod_items(
     api: &Arc<Api>,
-    samples: &[(Value, Value)],
+    samples: &[(Value, NodeUsage)],
     namespace: Option<&str>,
     opts: &ListOptions,
 ) -> ApiResult<Vec<Value>> {
@@ -178,21 +172,16 @@ async fn pod_items(
         .collect();
     let mut items = Vec::new();
     for (_, sample) in samples {
-        for pod in sample["pods"].as_array().into_iter().flatten() {
-            let key = (
-                pod["namespace"].as_str().unwrap_or_default(),
-                pod["name"].as_str().unwrap_or_default(),
-            );
-            let Some(object) = by_key.get(&key) else {
+        for pod in &sample.pods {
+            let Some(object) = by_key.get(&(pod.namespace.as_str(), pod.name.as_str())) else {
                 continue;
             };
-            let containers = pod["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let containers = pod
+                .containers
+                .iter()
                 .map(|c| ContainerMetrics {
-                    name: c["name"].as_str().unwrap_or_default().to_string(),
-                    usage: usage(&c["cpuNanoCores"], &c["memoryBytes"]),
+                    name: c.name.clone(),
+                    usage: usage(c.cpu_nano_cores, c.memory_bytes),
                 })
                 .collect();
             let item = PodMetrics {

@@ -15,7 +15,6 @@ mod protobuf;
 mod resource;
 mod scale;
 mod service_proxy;
-pub mod tls;
 mod watch;
 
 use std::sync::Arc;
@@ -87,7 +86,7 @@ async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
         },
     };
     let took = started.elapsed();
-    crate::telemetry::Telemetry::global().api_request(
+    peapod_common::telemetry::Telemetry::global().api_request(
         method.as_str(),
         response.status().as_u16(),
         took,
@@ -187,7 +186,9 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
         Route::NotFound(_) if get && req.uri().path() == "/metrics" => bytes_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            crate::telemetry::Telemetry::global().render().into_bytes(),
+            peapod_common::telemetry::Telemetry::global()
+                .render()
+                .into_bytes(),
         ),
         Route::NotFound(message) => error_response(&ApiError::not_found_path(message)),
         Route::Resource(rp) if rp.rt.group == crate::resources::metrics::GROUP => {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde::Deserialize;
+use peapod_common::wire::ServiceTraffic;
 use serde_json::json;
 
 use super::Context;
@@ -60,14 +60,6 @@ impl Metric {
 }
 
 type Key = (String, String);
-
-#[derive(Deserialize)]
-struct NodeTraffic {
-    namespace: String,
-    service: String,
-    inflight: u64,
-    requests: u64,
-}
 
 /// What the autoscaler remembers of one function.
 struct Function {
@@ -134,7 +126,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// Traffic per (namespace, Service) summed over the nodes.
 async fn traffic(ctx: &Context) -> Result<HashMap<Key, (u64, u64)>, kube::Error> {
     let mut out: HashMap<Key, (u64, u64)> = HashMap::new();
-    let per_node: Vec<Vec<NodeTraffic>> = from_nodes(&ctx.client, "/stats/functions").await?;
+    let per_node: Vec<Vec<ServiceTraffic>> = from_nodes(&ctx.client, "/stats/functions").await?;
     for t in per_node.into_iter().flatten() {
         let e = out.entry((t.namespace, t.service)).or_default();
         e.0 += t.inflight;

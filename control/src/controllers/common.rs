@@ -174,9 +174,4 @@ pub fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
-/// The `k8s-openapi` time type for now.
-pub fn time_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        jiff::Timestamp::from_second(now().as_second()).unwrap_or(now()),
-    )
-}
+pub use peapod_common::time::time_now;

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::Context;
 use super::common::{controlled_by, now, owner_reference};
-use super::events::{Kind, reference};
 use super::runner::{self, Error};
+use peapod_common::events::{Kind, reference};
 
 pub async fn run(ctx: Arc<Context>) {
     runner::run_owning::<CronJob, Job, _, _>(ctx, "cronjob", reconcile).await;

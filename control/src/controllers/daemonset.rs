@@ -11,46 +11,31 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::Context;
 use super::common::{
     controlled_by, is_pod_ready, list_selected, owner_reference, pod_from_template, template_hash,
 };
-use super::events::{Kind, reference};
-use super::runner::Error;
+use super::runner::{self, Error};
 use crate::scheduler::filter::tolerates;
+use peapod_common::events::{Kind, reference};
+use peapod_common::watch::{self, Config};
 
 const HASH_LABEL: &str = "controller-revision-hash";
 
-/// Runs the controller; every node change re-checks every DaemonSet.
+/// Runs the controller; every node change (a deletion too) re-checks
+/// every DaemonSet.
 pub async fn run(ctx: Arc<Context>) {
-    let nodes = watcher::watcher(
+    let nodes = watch::watch(
         Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
+        Config::default(),
+        "nodes",
     )
-    .default_backoff()
-    .touched_objects()
+    .changes
     .map(|_| ());
-    Controller::new(
-        Api::<DaemonSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .reconcile_all_on(nodes)
-    .run(
-        reconcile,
-        |_, _: &Error, _| Action::requeue(Duration::from_secs(2)),
-        ctx,
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    runner::run_owning_and_on::<DaemonSet, Pod, _, _>(ctx, "daemonset", reconcile, nodes).await;
 }
 
 /// Tolerations every daemon pod gets, as Kubernetes adds them.

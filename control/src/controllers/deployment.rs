@@ -18,8 +18,8 @@ use super::Context;
 use super::common::{
     controller_of, list_selected, now, owner_reference, same_template, template_hash, time_now,
 };
-use super::events::{Kind, reference};
 use super::runner::{self, Error};
+use peapod_common::events::{Kind, reference};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";

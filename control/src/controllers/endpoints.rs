@@ -18,13 +18,12 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use super::Context;
 use super::common::{is_pod_ready, owner_reference};
-use super::pace::Pacer;
+use peapod_common::pace::Pacer;
+use peapod_common::watch::{self, Change, Config, Key, key};
 
 /// The least time between two passes; changes meanwhile are gathered.
 const BATCH: Duration = Duration::from_millis(5);
@@ -32,26 +31,26 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 const MANAGER: &str = "endpointslice-controller.k8s.io";
 
-type Key = (String, String);
-
-enum Change {
-    Service(Box<Event<Service>>),
-    Pod(Box<Event<Pod>>),
+enum Followed {
+    Service(Change<Service>),
+    Pod(Change<Pod>),
 }
 
 pub async fn run(ctx: Arc<Context>) {
-    let services = watcher::watcher(
+    let services = watch::watch(
         Api::<Service>::all(ctx.client.clone()),
-        watcher::Config::default(),
+        Config::default(),
+        "services",
     )
-    .default_backoff()
-    .map(|e| e.map(|e| Change::Service(Box::new(e))));
-    let pods = watcher::watcher(
+    .changes
+    .map(Followed::Service);
+    let pods = watch::watch(
         Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
+        Config::default(),
+        "pods",
     )
-    .default_backoff()
-    .map(|e| e.map(|e| Change::Pod(Box::new(e))));
+    .changes
+    .map(Followed::Pod);
     let mut changes = futures::stream::select(services, pods).boxed();
     let mut state = State::default();
     let mut pacer = Pacer::new(BATCH);
@@ -65,62 +64,55 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
+/// The objects are the watch stores' (shared, not copied).
 #[derive(Default)]
 struct State {
-    services: BTreeMap<Key, Service>,
-    pods: BTreeMap<Key, Pod>,
+    services: BTreeMap<Key, Arc<Service>>,
+    pods: BTreeMap<Key, Arc<Pod>>,
     /// Services gone since the last pass (their objects go too).
     removed: BTreeSet<Key>,
     /// Services to recompute in the next pass.
     dirty: BTreeSet<Key>,
 }
 
-fn key<K: kube::Resource>(o: &K) -> Key {
-    (
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default(),
-    )
-}
-
 impl State {
-    fn apply(&mut self, change: Result<Change, watcher::Error>) {
-        let Ok(change) = change else { return };
+    fn apply(&mut self, change: Followed) {
         match change {
-            Change::Service(e) => self.service(*e),
-            Change::Pod(e) => self.pod(*e),
+            Followed::Service(c) => self.service(c),
+            Followed::Pod(c) => self.pod(c),
         }
     }
 
-    fn service(&mut self, e: Event<Service>) {
-        match e {
-            Event::Apply(s) | Event::InitApply(s) => {
-                self.removed.remove(&key(&s));
-                self.dirty.insert(key(&s));
-                self.services.insert(key(&s), s);
+    fn service(&mut self, change: Change<Service>) {
+        match change {
+            Change::Applied(s) => {
+                self.removed.remove(&key(&*s));
+                self.dirty.insert(key(&*s));
+                self.services.insert(key(&*s), s);
             }
-            Event::Delete(s) => {
-                self.dirty.remove(&key(&s));
-                self.services.remove(&key(&s));
-                self.removed.insert(key(&s));
+            Change::Deleted(s) => {
+                self.dirty.remove(&key(&*s));
+                self.services.remove(&key(&*s));
+                self.removed.insert(key(&*s));
             }
-            Event::Init | Event::InitDone => {}
+            Change::Synced => {}
         }
     }
 
-    fn pod(&mut self, e: Event<Pod>) {
-        match e {
-            Event::Apply(p) | Event::InitApply(p) => {
-                let before = self.pods.insert(key(&p), p.clone());
+    fn pod(&mut self, change: Change<Pod>) {
+        match change {
+            Change::Applied(p) => {
+                let before = self.pods.insert(key(&*p), p.clone());
                 self.mark_selecting(&p);
                 if let Some(before) = before {
                     self.mark_selecting(&before);
                 }
             }
-            Event::Delete(p) => {
-                self.pods.remove(&key(&p));
+            Change::Deleted(p) => {
+                self.pods.remove(&key(&*p));
                 self.mark_selecting(&p);
             }
-            Event::Init | Event::InitDone => {}
+            Change::Synced => {}
         }
     }
 
@@ -156,7 +148,7 @@ impl State {
                 .pods
                 .range((k.0.clone(), String::new())..)
                 .take_while(|(pk, _)| pk.0 == k.0)
-                .map(|(_, p)| p)
+                .map(|(_, p)| &**p)
                 .filter(|p| selects(selector, p))
                 .collect();
             let groups = group(svc, &selected);
@@ -498,26 +490,26 @@ mod tests {
     fn a_pod_change_marks_only_the_services_selecting_it_before_or_after() {
         let mut state = State::default();
         for (name, app) in [("web", "web"), ("db", "db")] {
-            state.service(Event::Apply(service(name, app)));
+            state.service(Change::Applied(Arc::new(service(name, app))));
         }
         let other_ns: Service = serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "other"},
             "spec": {"selector": {"app": "web"}},
         }))
         .unwrap();
-        state.service(Event::Apply(other_ns));
+        state.service(Change::Applied(Arc::new(other_ns)));
         state.dirty.clear();
         let web = pod("a", "10.0.0.1", true, "http", 80);
-        state.pod(Event::Apply(web.clone()));
+        state.pod(Change::Applied(Arc::new(web.clone())));
         let marked: Vec<_> = std::mem::take(&mut state.dirty).into_iter().collect();
         assert_eq!(marked, [("ns".to_string(), "web".to_string())]);
 
         let mut db = web;
         db.labels_mut().insert("app".into(), "db".into());
-        state.pod(Event::Apply(db.clone()));
+        state.pod(Change::Applied(Arc::new(db.clone())));
         assert_eq!(state.dirty.len(), 2, "{:?}", state.dirty);
         state.dirty.clear();
-        state.pod(Event::Delete(db));
+        state.pod(Change::Deleted(Arc::new(db)));
         let marked: Vec<_> = state.dirty.iter().map(|k| k.1.as_str()).collect();
         assert_eq!(marked, ["db"]);
     }

@@ -14,8 +14,7 @@ use futures::StreamExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy,
 };
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use peapod_common::watch::{self, Change, Config};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -139,24 +138,20 @@ impl Graph {
     }
 }
 
-enum Input {
-    Event(usize, Event<DynamicObject>),
-}
+/// A change to the objects of `kinds()[i]`.
+struct Input(usize, Change<DynamicObject>);
 
 pub async fn run(ctx: Arc<Context>) {
     let resources = kinds();
     let (tx, mut rx) = mpsc::channel(4096);
     for (i, ar) in resources.iter().enumerate() {
         let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), ar);
+        let mut changes =
+            watch::watch_with(api, Config::default(), ar.clone(), "owned objects").changes;
         let tx = tx.clone();
         tokio::spawn(async move {
-            let mut events = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            while let Some(e) = events.next().await {
-                if let Ok(e) = e
-                    && tx.send(Input::Event(i, e)).await.is_err()
-                {
+            while let Some(change) = changes.next().await {
+                if tx.send(Input(i, change)).await.is_err() {
                     return;
                 }
             }
@@ -177,18 +172,17 @@ pub async fn run(ctx: Arc<Context>) {
     loop {
         tokio::select! {
             input = rx.recv() => {
-                let Some(Input::Event(i, e)) = input else { return };
-                match e {
-                    Event::Apply(o) | Event::InitApply(o) => graph.upsert(i, &o),
-                    Event::Delete(o) => {
+                let Some(Input(i, change)) = input else { return };
+                match change {
+                    Change::Applied(o) => graph.upsert(i, &o),
+                    Change::Deleted(o) => {
                         if let Some(uid) = o.metadata.uid.as_deref() {
                             graph.remove(uid);
                         }
                     }
-                    Event::InitDone => {
+                    Change::Synced => {
                         graph.synced.insert(i);
                     }
-                    Event::Init => {}
                 }
             }
             _ = tick.tick() => {

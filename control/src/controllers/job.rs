@@ -16,8 +16,8 @@ use super::Context;
 use super::common::{
     controlled_by, is_pod_ready, list_selected, now, owner_reference, pod_from_template, time_now,
 };
-use super::events::{Kind, reference};
 use super::runner::{self, Error};
+use peapod_common::events::{Kind, reference};
 
 pub async fn run(ctx: Arc<Context>) {
     runner::run_owning::<Job, Pod, _, _>(ctx, "job", reconcile).await;

@@ -31,11 +31,7 @@ const GENERATION_LABEL: &str = "serving.knative.dev/configurationGeneration";
 pub const MIN_SCALE: &str = "autoscaling.knative.dev/min-scale";
 pub const MAX_SCALE: &str = "autoscaling.knative.dev/max-scale";
 pub const INITIAL_SCALE: &str = "autoscaling.knative.dev/initial-scale";
-/// Set on the public Service of a function that may scale to zero: the
-/// nodes send its traffic to their activator while it has no endpoint.
-pub const ACTIVATOR_ANNOTATION: &str = "peapod.dev/activator";
-/// The Deployment the activator scales up from zero.
-pub const SCALE_TARGET_ANNOTATION: &str = "peapod.dev/scale-target";
+pub use peapod_common::knative::{ACTIVATOR_ANNOTATION, SCALE_TARGET_ANNOTATION};
 /// The port user containers listen on unless they say otherwise.
 const DEFAULT_PORT: i32 = 8080;
 

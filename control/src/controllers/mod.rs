@@ -8,7 +8,6 @@ mod cronjob;
 mod daemonset;
 pub mod deployment;
 pub mod endpoints;
-pub mod events;
 mod gc;
 mod hpa;
 mod job;
@@ -17,14 +16,13 @@ pub mod namespace;
 mod node_stats;
 mod nodeipam;
 pub mod nodelifecycle;
-pub mod pace;
 pub mod replicaset;
 mod runner;
 mod statefulset;
 
 use std::time::Duration;
 
-use self::events::Recorder;
+use peapod_common::events::Recorder;
 
 /// Settings of the controllers, from the server's flags.
 #[derive(Clone, Debug)]

@@ -10,24 +10,20 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
 use super::Context;
-use super::events::{Kind, reference};
+use peapod_common::events::{Kind, reference};
+use peapod_common::watch::{self, Change, Config};
 
 const HOLLOW_LABEL: &str = "node.peapod.dev/hollow";
 
 pub async fn run(ctx: Arc<Context>) {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let mut events = watcher::watcher(nodes.clone(), watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        let node = match event {
-            Ok(Event::Apply(n) | Event::InitApply(n)) => n,
-            _ => continue,
+    let mut changes = watch::watch(nodes.clone(), Config::default(), "nodes").changes;
+    while let Some(change) = changes.next().await {
+        let Change::Applied(node) = change else {
+            continue;
         };
         if needs_cidr(&node)
             && let Err(e) = assign(&ctx, &nodes, &node).await

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::Context;
 use super::common::{now, time_now};
-use super::events::{Kind, reference};
+use peapod_common::events::{Kind, reference};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const CHECK_EVERY: Duration = Duration::from_secs(2);

@@ -16,8 +16,8 @@ use super::common::{
     controller_of, is_pod_active, is_pod_available, is_pod_ready, list_selected, now,
     owner_reference, pod_from_template,
 };
-use super::events::{Kind, reference};
 use super::runner::{self, Error};
+use peapod_common::events::{Kind, reference};
 
 pub async fn run(ctx: Arc<Context>) {
     runner::run_owning::<ReplicaSet, Pod, _, _>(ctx, "replicaset", reconcile).await;

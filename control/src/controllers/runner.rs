@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, stream};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -50,11 +50,30 @@ where
     F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
+    run_owning_and_on::<K, Child, F, Fut>(ctx, name, reconcile, stream::pending()).await
+}
+
+/// `run_owning`, and every `K` reconciled again each time `all` yields.
+pub async fn run_owning_and_on<K, Child, F, Fut>(
+    ctx: Arc<Context>,
+    name: &str,
+    reconcile: F,
+    all: impl Stream<Item = ()> + Send + 'static,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Child: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
     let primary: Api<K> = Api::all(ctx.client.clone());
     let children: Api<Child> = Api::all(ctx.client.clone());
     tracing::debug!("{name} controller started");
+    // Failed reconciles are logged by `error_policy`; what else the
+    // stream yields (the objects reconciled, watch errors the watchers
+    // retry) needs no action.
     Controller::new(primary, watcher::Config::default())
         .owns(children, watcher::Config::default())
+        .reconcile_all_on(all)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;

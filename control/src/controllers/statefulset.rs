@@ -22,8 +22,8 @@ use super::Context;
 use super::common::{
     controlled_by, is_pod_ready, list_selected, owner_reference, pod_from_template, template_hash,
 };
-use super::events::{Kind, reference};
 use super::runner::{self, Error};
+use peapod_common::events::{Kind, reference};
 
 const REVISION_LABEL: &str = "controller-revision-hash";
 

@@ -40,7 +40,6 @@ pub mod fields;
 pub mod knative;
 pub mod lifecycle;
 pub mod metrics;
-pub mod quantity;
 pub mod table;
 pub mod validation;
 

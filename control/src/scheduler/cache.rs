@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 
-use crate::resources::quantity;
+use peapod_common::quantity;
 
 /// What a pod asks of a node.
 #[derive(Clone, Debug, Default, PartialEq)]

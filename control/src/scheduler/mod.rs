@@ -17,14 +17,13 @@ use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 
 use self::cache::{Cache, Placed, Request};
 use self::filter::Candidate;
-use crate::controllers::events::{Kind, Recorder, reference};
+use peapod_common::events::{Kind, Recorder, reference};
+use peapod_common::watch::{self, Change, Config};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings in flight at once.
@@ -48,9 +47,9 @@ fn key(pod: &Pod) -> String {
 }
 
 enum Input {
-    Node(Box<Event<Node>>),
-    Pod(Box<Event<Pod>>),
-    RuntimeClass(Box<Event<RuntimeClass>>),
+    Node(Change<Node>),
+    Pod(Change<Pod>),
+    RuntimeClass(Change<RuntimeClass>),
     Bound {
         key: String,
         node: String,
@@ -79,29 +78,22 @@ struct Scheduler {
     in_flight: HashSet<String>,
     binds: Arc<Semaphore>,
     tx: mpsc::Sender<Input>,
-    /// Keys seen during a relist, to drop what vanished meanwhile.
-    relist_nodes: Option<HashSet<String>>,
-    relist_pods: Option<HashSet<String>>,
     rotation: usize,
 }
 
-fn forward<K, F>(api: Api<K>, tx: mpsc::Sender<Input>, wrap: F)
+/// Hands the changes of `api`'s objects to the scheduler's loop.
+fn forward<K, F>(api: Api<K>, what: &'static str, tx: mpsc::Sender<Input>, wrap: F)
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-    F: Fn(Event<K>) -> Input + Send + 'static,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
+    K: 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    F: Fn(Change<K>) -> Input + Send + 'static,
 {
+    let mut changes = watch::watch(api, Config::default(), what).changes;
     tokio::spawn(async move {
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        while let Some(e) = events.next().await {
-            match e {
-                Ok(e) => {
-                    if tx.send(wrap(e)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::debug!("scheduler watch: {e}"),
+        while let Some(change) = changes.next().await {
+            if tx.send(wrap(change)).await.is_err() {
+                return;
             }
         }
     });
@@ -110,15 +102,14 @@ where
 /// Runs the scheduler until its inputs end.
 pub async fn run(client: kube::Client, recorder: Recorder) {
     let (tx, mut rx) = mpsc::channel(8192);
-    forward(Api::<Node>::all(client.clone()), tx.clone(), |e| {
-        Input::Node(Box::new(e))
-    });
-    forward(Api::<Pod>::all(client.clone()), tx.clone(), |e| {
-        Input::Pod(Box::new(e))
-    });
-    forward(Api::<RuntimeClass>::all(client.clone()), tx.clone(), |e| {
-        Input::RuntimeClass(Box::new(e))
-    });
+    forward(Api::all(client.clone()), "nodes", tx.clone(), Input::Node);
+    forward(Api::all(client.clone()), "pods", tx.clone(), Input::Pod);
+    forward(
+        Api::all(client.clone()),
+        "runtime classes",
+        tx.clone(),
+        Input::RuntimeClass,
+    );
     let mut s = Scheduler {
         client,
         recorder,
@@ -131,8 +122,6 @@ pub async fn run(client: kube::Client, recorder: Recorder) {
         in_flight: HashSet::new(),
         binds: Arc::new(Semaphore::new(BIND_CONCURRENCY)),
         tx,
-        relist_nodes: None,
-        relist_pods: None,
         rotation: 0,
     };
     let mut retry = tokio::time::interval(RETRY);
@@ -156,10 +145,10 @@ pub async fn run(client: kube::Client, recorder: Recorder) {
 impl Scheduler {
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Node(e) => self.node_event(*e),
-            Input::Pod(e) => self.pod_event(*e),
-            Input::RuntimeClass(e) => match *e {
-                Event::Apply(rc) | Event::InitApply(rc) => {
+            Input::Node(c) => self.node_change(c),
+            Input::Pod(c) => self.pod_change(c),
+            Input::RuntimeClass(c) => match c {
+                Change::Applied(rc) => {
                     let sched = rc.scheduling.clone().unwrap_or_default();
                     self.runtime_classes.insert(
                         rc.name_any(),
@@ -169,10 +158,10 @@ impl Scheduler {
                         },
                     );
                 }
-                Event::Delete(rc) => {
+                Change::Deleted(rc) => {
                     self.runtime_classes.remove(&rc.name_any());
                 }
-                Event::Init | Event::InitDone => {}
+                Change::Synced => {}
             },
             Input::Bound { key, node, result } => {
                 self.in_flight.remove(&key);
@@ -215,67 +204,26 @@ impl Scheduler {
         }
     }
 
-    fn node_event(&mut self, e: Event<Node>) {
-        match e {
-            Event::Init => self.relist_nodes = Some(HashSet::new()),
-            Event::InitApply(n) => {
-                if let Some(seen) = self.relist_nodes.as_mut() {
-                    seen.insert(n.name_any());
-                }
-                self.cache.set_node(&n);
-            }
-            Event::InitDone => {
-                if let Some(seen) = self.relist_nodes.take() {
-                    let gone: Vec<String> = self
-                        .cache
-                        .nodes
-                        .keys()
-                        .filter(|n| !seen.contains(*n))
-                        .cloned()
-                        .collect();
-                    for n in gone {
-                        self.cache.remove_node(&n);
-                    }
-                }
-                self.retry_unschedulable();
-            }
-            Event::Apply(n) => {
+    fn node_change(&mut self, change: Change<Node>) {
+        match change {
+            Change::Applied(n) => {
                 self.cache.set_node(&n);
                 self.retry_unschedulable();
             }
-            Event::Delete(n) => self.cache.remove_node(&n.name_any()),
+            Change::Deleted(n) => self.cache.remove_node(&n.name_any()),
+            // Pods waiting may fit the nodes a relist brought.
+            Change::Synced => self.retry_unschedulable(),
         }
     }
 
-    fn pod_event(&mut self, e: Event<Pod>) {
-        match e {
-            Event::Init => self.relist_pods = Some(HashSet::new()),
-            Event::InitApply(p) => {
-                if let Some(seen) = self.relist_pods.as_mut() {
-                    seen.insert(key(&p));
-                }
-                self.pod_changed(p);
-            }
-            Event::InitDone => {
-                if let Some(seen) = self.relist_pods.take() {
-                    let gone: Vec<String> = self
-                        .cache
-                        .placement
-                        .keys()
-                        .chain(self.pending.keys())
-                        .filter(|k| !seen.contains(*k) && !self.in_flight.contains(*k))
-                        .cloned()
-                        .collect();
-                    for k in gone {
-                        self.forget(&k);
-                    }
-                }
-            }
-            Event::Apply(p) => self.pod_changed(p),
-            Event::Delete(p) => {
+    fn pod_change(&mut self, change: Change<Pod>) {
+        match change {
+            Change::Applied(p) => self.pod_changed(Arc::unwrap_or_clone(p)),
+            Change::Deleted(p) => {
                 self.forget(&key(&p));
                 self.retry_unschedulable();
             }
+            Change::Synced => {}
         }
     }
 
@@ -460,7 +408,7 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::
         &body,
     )
     .await?;
-    crate::telemetry::Telemetry::global()
-        .pod_scheduled(crate::telemetry::since(created.as_deref()));
+    peapod_common::telemetry::Telemetry::global()
+        .pod_scheduled(peapod_common::telemetry::since(created.as_deref()));
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
-use peapod_control::resources::quantity;
+use peapod_common::quantity;
 
 /// Keys and values of a ConfigMap (`data` and `binaryData`) or Secret.
 pub type Data = BTreeMap<String, Vec<u8>>;

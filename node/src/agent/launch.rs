@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use kube::ResourceExt;
-use peapod_control::resources::quantity;
+use peapod_common::quantity;
 use peapod_runtimes::image::{self, Credentials, Image, PullPolicy};
 use peapod_runtimes::oci::{
     BindMount, ContainerConfig, PodNamespaces, Resources, Running, Security, Streams, user,

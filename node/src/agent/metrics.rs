@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+pub use peapod_common::wire::{ContainerUsage, NodeUsage, PodUsage};
 
 use super::NodeCtx;
 use super::sandbox::cgroup_parent;
@@ -18,38 +18,6 @@ use super::sandbox::cgroup_parent;
 const SAMPLE: Duration = Duration::from_secs(5);
 /// Linux reports `/proc/stat` in ticks of 1/100 s (`USER_HZ`).
 const NANOS_PER_TICK: u64 = 10_000_000;
-
-/// A container's figures in one window.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerUsage {
-    pub name: String,
-    pub cpu_nano_cores: u64,
-    pub memory_bytes: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodUsage {
-    pub namespace: String,
-    pub name: String,
-    pub containers: Vec<ContainerUsage>,
-    /// Requests per second its Wasm HTTP functions served in the window.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests_per_second: Option<f64>,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeUsage {
-    /// RFC 3339, the end of the window.
-    pub timestamp: String,
-    /// Seconds the CPU rates are averaged over.
-    pub window_seconds: f64,
-    pub cpu_nano_cores: u64,
-    pub memory_bytes: u64,
-    pub pods: Vec<PodUsage>,
-}
 
 /// Cumulative counters at one instant.
 #[derive(Default)]

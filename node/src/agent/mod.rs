@@ -39,9 +39,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use peapod_control::controllers::events::{Kind, Recorder, reference};
+use peapod_common::events::{Kind, Recorder, reference};
+use peapod_common::watch::{self, Change, Config, Key, key};
 use peapod_runtimes::image::{Credentials, ImageStore};
 use peapod_runtimes::oci::{Oci, PidFd};
 use tokio::sync::mpsc;
@@ -492,42 +491,59 @@ fn network_config(config: &AgentConfig, pod_cidr: ipnet::Ipv4Net) -> NetworkConf
 }
 
 /// Watches the pods bound to this node and hands each to its worker.
+/// A pod deleted while the watch was down comes out of the relist as
+/// deleted, and one replaced meanwhile by a pod of the same name as the
+/// new pod: either way its worker is told it is gone.
 async fn watch_pods(node: Arc<NodeCtx>) -> Result<(), AgentError> {
     let pods: Api<Pod> = Api::all(node.client.clone());
     let selector = format!("spec.nodeName={}", node.config.name);
-    let mut events = watcher::watcher(pods, watcher::Config::default().fields(&selector))
-        .default_backoff()
-        .boxed();
+    let watched = watch::watch(pods, Config::default().fields(&selector), "pods");
+    let mut changes = watched.changes;
     let mut workers: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
-    let mut listed: Vec<String> = Vec::new();
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("watching pods: {e}");
-                continue;
-            }
-        };
-        match event {
-            Event::Init => listed.clear(),
-            Event::InitApply(pod) => {
-                listed.push(pod.uid().unwrap_or_default());
-                dispatch(&node, &mut workers, pod);
-            }
-            Event::InitDone => {
-                // Pods deleted while the agent was away: remove their remains.
-                remove_orphans(&node, &listed).await;
-            }
-            Event::Apply(pod) => dispatch(&node, &mut workers, pod),
-            Event::Delete(pod) => {
-                if let Some(tx) = workers.remove(&pod.uid().unwrap_or_default()) {
-                    let _ = tx.send(Msg::Deleted);
+    // The uid of each pod by (namespace, name).
+    let mut uids: HashMap<Key, String> = HashMap::new();
+    let mut first_list = true;
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Applied(pod) => {
+                let uid = pod.uid().unwrap_or_default();
+                if let Some(before) = uids.insert(key(&*pod), uid.clone())
+                    && before != uid
+                {
+                    stop_worker(&mut workers, &before);
                 }
+                dispatch(&node, &mut workers, Arc::unwrap_or_clone(pod));
             }
+            Change::Deleted(pod) => {
+                let uid = pod.uid().unwrap_or_default();
+                if uids.get(&key(&*pod)) == Some(&uid) {
+                    uids.remove(&key(&*pod));
+                }
+                stop_worker(&mut workers, &uid);
+            }
+            Change::Synced if first_list => {
+                // Pods deleted while the agent was away: remove their
+                // remains (later relists reach the workers, above).
+                first_list = false;
+                let live: Vec<String> = watched
+                    .store
+                    .state()
+                    .iter()
+                    .filter_map(|p| p.uid())
+                    .collect();
+                remove_orphans(&node, &live).await;
+            }
+            Change::Synced => {}
         }
         workers.retain(|_, tx| !tx.is_closed());
     }
     Ok(())
+}
+
+fn stop_worker(workers: &mut HashMap<String, mpsc::UnboundedSender<Msg>>, uid: &str) {
+    if let Some(tx) = workers.remove(uid) {
+        let _ = tx.send(Msg::Deleted);
+    }
 }
 
 fn dispatch(

@@ -10,8 +10,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use peapod_common::watch::{self, Change, Config};
 
 use super::NodeCtx;
 
@@ -32,31 +31,27 @@ fn route(other: &Node) -> Option<(Ipv4Net, Ipv4Addr)> {
 }
 
 pub async fn run(node: Arc<NodeCtx>) {
-    let nodes: Api<Node> = Api::all(node.client.clone());
-    let mut events = watcher::watcher(nodes, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut known: BTreeMap<String, Node> = BTreeMap::new();
+    let nodes = watch::watch(
+        Api::<Node>::all(node.client.clone()),
+        Config::default(),
+        "nodes",
+    );
+    let mut changes = nodes.changes;
+    let mut synced = false;
     let mut applied: Option<BTreeMap<Ipv4Net, Ipv4Addr>> = None;
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(Event::Apply(n) | Event::InitApply(n)) => {
-                known.insert(n.name_any(), n);
-            }
-            Ok(Event::Delete(n)) => {
-                known.remove(&n.name_any());
-            }
-            Ok(Event::Init) => known.clear(),
-            Ok(Event::InitDone) => {}
-            Err(e) => {
-                tracing::debug!("watching nodes: {e}");
-                continue;
-            }
+    while let Some(change) = changes.next().await {
+        synced |= matches!(change, Change::Synced);
+        if !synced {
+            // Until the first list is complete, routes to nodes not seen
+            // yet would be removed.
+            continue;
         }
-        let want: BTreeMap<Ipv4Net, Ipv4Addr> = known
-            .values()
+        let want: BTreeMap<Ipv4Net, Ipv4Addr> = nodes
+            .store
+            .state()
+            .iter()
             .filter(|n| n.name_any() != node.config.name)
-            .filter_map(route)
+            .filter_map(|n| route(n))
             .filter(|(_, ip)| *ip != node.config.node_ip)
             .collect();
         if applied.as_ref() == Some(&want) {

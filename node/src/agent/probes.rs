@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use peapod_control::controllers::events::Kind;
+use peapod_common::events::Kind;
 use peapod_runtimes::oci::Oci;
 use tokio::sync::mpsc;
 

@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
             return;
         }
     };
-    let tls = match peapod_control::api::tls::server_config(
+    let tls = match peapod_common::tls::server_config(
         &cert.cert.pem(),
         &cert.signing_key.serialize_pem(),
     ) {
@@ -76,7 +76,7 @@ pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
         .route("/podProxy/{ns}/{pod}/{port}", any(proxy_root))
         .route("/podProxy/{ns}/{pod}/{port}/{*rest}", any(proxy))
         .with_state(node);
-    if let Err(e) = peapod_control::api::tls::serve(listener, tls, app).await {
+    if let Err(e) = peapod_common::tls::serve(listener, tls, app).await {
         tracing::error!("node API stopped: {e}");
     }
 }
@@ -104,7 +104,7 @@ async fn prometheus(State(node): State<Arc<NodeCtx>>, headers: HeaderMap) -> Res
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        peapod_control::telemetry::Telemetry::global().render(),
+        peapod_common::telemetry::Telemetry::global().render(),
     )
         .into_response()
 }

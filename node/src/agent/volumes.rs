@@ -219,7 +219,7 @@ fn prepare_one(
             let size = e
                 .size_limit
                 .as_ref()
-                .and_then(|q| peapod_control::resources::quantity::value(&q.0));
+                .and_then(|q| peapod_common::quantity::value(&q.0));
             tmpfs(&path, size).map_err(io(name))?;
         } else {
             std::fs::create_dir_all(&path).map_err(io(name))?;

@@ -87,8 +87,8 @@ pub(super) fn limits(c: &Container) -> (Option<u64>, Option<u64>) {
             .map(|v| v.max(1) as u64)
     };
     (
-        quantity("memory", peapod_control::resources::quantity::value),
-        quantity("cpu", peapod_control::resources::quantity::milli),
+        quantity("memory", peapod_common::quantity::value),
+        quantity("cpu", peapod_common::quantity::milli),
     )
 }
 

@@ -71,8 +71,8 @@ pub struct Worker {
     /// The pod reached Succeeded or Failed: nothing runs any more.
     finished: Option<&'static str>,
     run_started: HashMap<String, Instant>,
-    events: mpsc::UnboundedReceiver<(peapod_control::controllers::events::Kind, String, String)>,
-    events_tx: mpsc::UnboundedSender<(peapod_control::controllers::events::Kind, String, String)>,
+    events: mpsc::UnboundedReceiver<(peapod_common::events::Kind, String, String)>,
+    events_tx: mpsc::UnboundedSender<(peapod_common::events::Kind, String, String)>,
     /// Where the pod's Wasm containers run (made with the first of them).
     wasm_runtime: std::sync::OnceLock<super::wasm::PodRuntime>,
 }
@@ -953,10 +953,8 @@ impl Worker {
                     } else {
                         "oci"
                     };
-                    peapod_control::telemetry::Telemetry::global().pod_started(
-                        runtime,
-                        peapod_control::telemetry::since(created.as_deref()),
-                    );
+                    peapod_common::telemetry::Telemetry::global()
+                        .pod_started(runtime, peapod_common::telemetry::since(created.as_deref()));
                 }
                 self.pod.status = p.status;
                 self.reported = Some(status);

@@ -12,8 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use peapod_common::watch::{self, Change, Config};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -212,14 +211,12 @@ pub async fn run(client: kube::Client, config: HollowConfig) -> Result<(), Hollo
 /// otherwise (after a pause longer than the grace period, say).
 async fn watch_readiness(hollow: Arc<Hollow>) {
     let nodes: Api<Node> = Api::all(hollow.client.clone());
-    let mut events = watcher::watcher(
-        nodes,
-        watcher::Config::default().labels("node.peapod.dev/hollow=true"),
-    )
-    .default_backoff()
-    .boxed();
-    while let Some(e) = events.next().await {
-        let Ok(Event::Apply(node)) = e else { continue };
+    let hollow_nodes = Config::default().labels("node.peapod.dev/hollow=true");
+    let mut changes = watch::watch(nodes, hollow_nodes, "hollow nodes").changes;
+    while let Some(change) = changes.next().await {
+        let Change::Applied(node) = change else {
+            continue;
+        };
         let name = node.metadata.name.clone().unwrap_or_default();
         if !hollow.names.contains(&name) {
             continue;

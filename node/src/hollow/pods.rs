@@ -10,8 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use peapod_common::watch::{self, Change, Config};
 use serde_json::{Value, json};
 
 use super::{Hollow, now};
@@ -89,19 +88,13 @@ fn reported(pod: &Pod) -> bool {
 
 pub async fn run(hollow: Arc<Hollow>) {
     let pods: Api<Pod> = Api::all(hollow.client.clone());
-    let mut events = watcher::watcher(pods, watcher::Config::default().fields("spec.nodeName!="))
-        .default_backoff()
-        .boxed();
+    let mut changes =
+        watch::watch(pods, Config::default().fields("spec.nodeName!="), "pods").changes;
     // Pods with a report in flight, so that a burst of events sends one.
     let busy = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
-    while let Some(e) = events.next().await {
-        let pod = match e {
-            Ok(Event::Apply(p) | Event::InitApply(p)) => p,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::debug!("hollow pod watch: {e}");
-                continue;
-            }
+    while let Some(change) = changes.next().await {
+        let Change::Applied(pod) = change else {
+            continue;
         };
         let node = pod
             .spec

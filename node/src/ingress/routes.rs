@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 pub type Key = (String, String);
 
 /// Objects of one kind by (namespace, name), as the watches keep them.
-pub type Objects<K> = BTreeMap<Key, K>;
+pub type Objects<K> = BTreeMap<Key, std::sync::Arc<K>>;
 
 /// Marks the cluster's default IngressClass.
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -659,8 +659,8 @@ mod tests {
         }))
         .expect("endpoints");
         (
-            Objects::from([(key.clone(), service)]),
-            Objects::from([(key, endpoints)]),
+            Objects::from([(key.clone(), service.into())]),
+            Objects::from([(key, endpoints.into())]),
         )
     }
 

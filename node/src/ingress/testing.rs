@@ -96,8 +96,8 @@ pub fn web_table(ports: &[u16]) -> RouteTable {
     .expect("endpoints");
     RouteTable::build(
         &[&ingress],
-        &Objects::from([(key.clone(), service)]),
-        &Objects::from([(key, endpoints)]),
+        &Objects::from([(key.clone(), service.into())]),
+        &Objects::from([(key, endpoints.into())]),
     )
 }
 

@@ -141,7 +141,7 @@ impl CertLoader {
                 };
                 let key = (namespace.clone(), secret_name);
                 used.insert(key.clone());
-                let Some(cert) = self.load(&key, secrets.get(&key)) else {
+                let Some(cert) = self.load(&key, secrets.get(&key).map(|s| &**s)) else {
                     continue;
                 };
                 if table.first.is_none() {
@@ -258,8 +258,8 @@ mod tests {
         let (app, app_cert) = testing::tls_secret("default", "app-tls", &["app.test"]);
         let (wild, wild_cert) = testing::tls_secret("default", "wild-tls", &["*.wild.test"]);
         let secrets = Objects::from([
-            (("default".to_string(), "app-tls".to_string()), app),
-            (("default".to_string(), "wild-tls".to_string()), wild),
+            (("default".to_string(), "app-tls".to_string()), app.into()),
+            (("default".to_string(), "wild-tls".to_string()), wild.into()),
         ]);
         let ing = ingress(json!([
             {"hosts": ["App.Test"], "secretName": "app-tls"},
@@ -288,7 +288,10 @@ mod tests {
             );
         }
         assert!(from_secret(&secret).is_err());
-        let secrets = Objects::from([(("default".to_string(), "bad".to_string()), secret)]);
+        let secrets = Objects::from([(
+            ("default".to_string(), "bad".to_string()),
+            secret.clone().into(),
+        )]);
         let ing = ingress(json!([{"hosts": ["bad.test"], "secretName": "bad"}]));
         assert!(CertLoader::default().build(&[&ing], &secrets).is_empty());
 
@@ -326,8 +329,8 @@ mod tests {
         let (app, app_cert) = testing::tls_secret("default", "app-tls", &["app.test"]);
         let (wild, wild_cert) = testing::tls_secret("default", "wild-tls", &["*.wild.test"]);
         let secrets = Objects::from([
-            (("default".to_string(), "app-tls".to_string()), app),
-            (("default".to_string(), "wild-tls".to_string()), wild),
+            (("default".to_string(), "app-tls".to_string()), app.into()),
+            (("default".to_string(), "wild-tls".to_string()), wild.into()),
         ]);
         let ing = ingress(json!([
             {"hosts": ["app.test"], "secretName": "app-tls"},

@@ -15,12 +15,11 @@ use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 
 use self::rules::{Chains, ServicePort};
 
-use peapod_control::controllers::pace::Pacer;
+use peapod_common::pace::Pacer;
+use peapod_common::watch::{self, Change, Config, Key, snapshot};
 
 /// The least time between two syncs (see `Pacer`).
 const BATCH: Duration = Duration::from_millis(30);
@@ -52,53 +51,14 @@ pub struct ProxyConfig {
     pub ingress: IngressPorts,
 }
 
-type Key = (String, String);
-
+/// The Services and Endpoints at one sync.
 #[derive(Default)]
 struct State {
-    services: BTreeMap<Key, Service>,
-    endpoints: HashMap<Key, Endpoints>,
-}
-
-enum Change {
-    Service(Box<Event<Service>>),
-    Endpoints(Box<Event<Endpoints>>),
-    /// Redirects changed.
-    Poke,
-}
-
-fn key<K: kube::Resource>(o: &K) -> Key {
-    (
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default(),
-    )
+    services: BTreeMap<Key, Arc<Service>>,
+    endpoints: BTreeMap<Key, Arc<Endpoints>>,
 }
 
 impl State {
-    fn apply(&mut self, change: Change) {
-        match change {
-            Change::Service(e) => match *e {
-                Event::Apply(s) | Event::InitApply(s) => {
-                    self.services.insert(key(&s), s);
-                }
-                Event::Delete(s) => {
-                    self.services.remove(&key(&s));
-                }
-                Event::Init | Event::InitDone => {}
-            },
-            Change::Endpoints(e) => match *e {
-                Event::Apply(s) | Event::InitApply(s) => {
-                    self.endpoints.insert(key(&s), s);
-                }
-                Event::Delete(s) => {
-                    self.endpoints.remove(&key(&s));
-                }
-                Event::Init | Event::InitDone => {}
-            },
-            Change::Poke => {}
-        }
-    }
-
     /// The model the rules are rendered from.
     fn ports(&self, redirects: &Redirects) -> Vec<ServicePort> {
         let mut out = Vec::new();
@@ -191,24 +151,47 @@ pub async fn run(
         tracing::error!("service proxy: {e}");
     }
     iptables::ensure_hooks(&chains);
-    let services = watcher::watcher(
+    let services = watch::watch(
         Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .filter_map(|e| async { e.ok().map(|e| Change::Service(Box::new(e))) });
-    let endpoints = watcher::watcher(Api::<Endpoints>::all(client), watcher::Config::default())
-        .default_backoff()
-        .filter_map(|e| async { e.ok().map(|e| Change::Endpoints(Box::new(e))) });
-    let pokes = tokio_stream::wrappers::UnboundedReceiverStream::new(poke).map(|()| Change::Poke);
-    let mut changes =
-        futures::stream::select(futures::stream::select(services, endpoints), pokes).boxed();
-    let mut state = State::default();
+        Config::default(),
+        "services",
+    );
+    let endpoints = watch::watch(
+        Api::<Endpoints>::all(client),
+        Config::default(),
+        "endpoints",
+    );
+    // What a change is about (0 Services, 1 Endpoints, 2 redirects) and
+    // whether it completed a list.
+    let pokes = tokio_stream::wrappers::UnboundedReceiverStream::new(poke).map(|()| (2, false));
+    let mut changes = futures::stream::select_all([
+        services
+            .changes
+            .map(|c| (0, matches!(c, Change::Synced)))
+            .boxed(),
+        endpoints
+            .changes
+            .map(|c| (1, matches!(c, Change::Synced)))
+            .boxed(),
+        pokes.boxed(),
+    ]);
+    let mut synced = [false, false, true];
     let mut last: Option<Vec<ServicePort>> = None;
     let mut pacer = Pacer::new(BATCH);
-    while let Some(first) = changes.next().await {
-        state.apply(first);
-        pacer.gather(&mut changes, |more| state.apply(more)).await;
+    while let Some((kind, done)) = changes.next().await {
+        synced[kind] |= done;
+        pacer
+            .gather(&mut changes, |(kind, done)| synced[kind] |= done)
+            .await;
+        if !synced.iter().all(|s| *s) {
+            // Until both are listed a sync would drop the rules of Services
+            // not seen yet.
+            continue;
+        }
+        let state = State {
+            services: snapshot(&services.store),
+            endpoints: snapshot(&endpoints.store),
+        };
         let redirects = config.redirects.read().expect("lock").clone();
         let ports = state.ports(&redirects);
         if last.as_ref() == Some(&ports) {

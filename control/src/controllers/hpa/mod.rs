@@ -22,7 +22,8 @@ use self::replicas::{History, proposal};
 use super::Context;
 use super::common::time_now;
 use super::node_stats::{from_nodes, get_json};
-use crate::resources::quantity;
+use peapod_common::quantity;
+use peapod_common::wire::NodeUsage;
 
 const SYNC: Duration = Duration::from_secs(10);
 /// The metric without an explicit `metrics` list: 80 % CPU, as Kubernetes.
@@ -221,7 +222,7 @@ async fn sync(
         let direction = if desired > current { "above" } else { "below" };
         ctx.recorder.publish(
             &hpa_reference(hpa),
-            super::events::Kind::Normal,
+            peapod_common::events::Kind::Normal,
             "SuccessfulRescale",
             &format!(
                 "New size: {desired}; reason: {} {direction} target",
@@ -435,23 +436,12 @@ fn quantity_string(resource: &str, value: f64) -> String {
 
 /// Requests per second of each Wasm HTTP pod, from every real node.
 async fn requests_per_second(ctx: &Context) -> HashMap<(String, String), f64> {
-    let samples: Vec<Value> = from_nodes(&ctx.client, "/stats/metrics")
+    let samples: Vec<NodeUsage> = from_nodes(&ctx.client, "/stats/metrics")
         .await
         .unwrap_or_default();
-    let mut out = HashMap::new();
-    for pod in samples
-        .iter()
-        .flat_map(|s| s["pods"].as_array().into_iter().flatten())
-    {
-        if let Some(rps) = pod["requestsPerSecond"].as_f64() {
-            out.insert(
-                (
-                    pod["namespace"].as_str().unwrap_or_default().to_string(),
-                    pod["name"].as_str().unwrap_or_default().to_string(),
-                ),
-                rps,
-            );
-        }
-    }
-    out
+    samples
+        .into_iter()
+        .flat_map(|s| s.pods)
+        .filter_map(|pod| Some(((pod.namespace, pod.name), pod.requests_per_second?)))
+        .collect()
 }

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::common::time_now;
+use crate::time::time_now;
 
 /// (object uid, reason, message) → (namespace, event name, count).
 type Seen = HashMap<(String, String, String), (String, String, i32)>;
