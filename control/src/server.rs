@@ -293,7 +293,7 @@ fn builtin_classes() -> Vec<(&'static str, &'static str, &'static str, serde_jso
 }
 
 /// Creates the built-in objects a cluster starts with.
-async fn bootstrap(objects: &Objects) -> Result<(), ServerError> {
+pub(crate) async fn bootstrap(objects: &Objects) -> Result<(), ServerError> {
     for (group, version, plural, body) in builtin_classes() {
         let rt = objects
             .catalog()

@@ -95,6 +95,14 @@ impl Server {
         Server::launch("server", tempfile::tempdir().expect("temp dir"), flags)
     }
 
+    /// Starts a server again on the data directory of one that was
+    /// killed, listening on `listen` (its address and port, for clients
+    /// that kept them).
+    pub fn restart_on(dir: tempfile::TempDir, listen: &str) -> Server {
+        let flags = vec!["--listen".to_string(), listen.to_string()];
+        Server::launch("server", dir, flags)
+    }
+
     /// Starts `peapod up` (control plane and a node) with `flags`.
     pub fn up(flags: Vec<String>) -> Server {
         Server::launch("up", tempfile::tempdir().expect("temp dir"), flags)

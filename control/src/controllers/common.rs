@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
-use kube::api::{Api, ListParams, ObjectList};
+use kube::api::{Api, DeleteParams, ListParams, ObjectList};
 
 use crate::selector;
 
@@ -63,6 +63,19 @@ where
 {
     api.list(&ListParams::default().labels(&selector_string(sel)))
         .await
+}
+
+/// Deletes `name`; one that is already gone is no error (another writer,
+/// or an earlier reconcile, got there first).
+pub async fn delete<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> kube::Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn is_terminating(meta: &ObjectMeta) -> bool {

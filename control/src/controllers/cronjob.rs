@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::Context;
-use super::common::{controlled_by, now, owner_reference};
+use super::common::{controlled_by, delete, now, owner_reference};
 use super::runner::{self, Error};
 use peapod_common::events::{Kind, reference};
 
@@ -114,7 +114,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                         propagation_policy: Some(PropagationPolicy::Background),
                         ..Default::default()
                     };
-                    let _ = jobs_api.delete(&j.name_any(), &dp).await;
+                    delete(&jobs_api, &j.name_any(), &dp).await?;
                 }
             }
             let template = spec.job_template.clone();
@@ -165,7 +165,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
             };
-            let _ = jobs_api.delete(&j.name_any(), &dp).await;
+            delete(&jobs_api, &j.name_any(), &dp).await?;
         }
     }
 

@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::Context;
 use super::common::{
-    controlled_by, is_pod_ready, list_selected, owner_reference, pod_from_template, template_hash,
+    controlled_by, delete, is_pod_ready, list_selected, owner_reference, pod_from_template,
+    template_hash,
 };
 use super::runner::{self, Error};
 use crate::scheduler::filter::tolerates;
@@ -115,9 +116,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         let pods = by_node.remove(&node_name).unwrap_or_default();
         if !eligible(&ds, node) {
             for p in pods {
-                let _ = pods_api
-                    .delete(&p.name_any(), &DeleteParams::default())
-                    .await;
+                delete(&pods_api, &p.name_any(), &DeleteParams::default()).await?;
             }
             continue;
         }
@@ -161,14 +160,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
                 // Extra pods on the node go; an outdated one is replaced
                 // while the unavailability budget allows.
                 for extra in &pods[1..] {
-                    let _ = pods_api
-                        .delete(&extra.name_any(), &DeleteParams::default())
-                        .await;
+                    delete(&pods_api, &extra.name_any(), &DeleteParams::default()).await?;
                 }
                 if !up_to_date && unavailable < max_unavailable {
-                    pods_api
-                        .delete(&p.name_any(), &DeleteParams::default())
-                        .await?;
+                    delete(&pods_api, &p.name_any(), &DeleteParams::default()).await?;
                     unavailable += 1;
                 }
             }
@@ -176,9 +171,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     // Pods on nodes that no longer exist.
     for p in by_node.into_values().flatten() {
-        let _ = pods_api
-            .delete(&p.name_any(), &DeleteParams::default())
-            .await;
+        delete(&pods_api, &p.name_any(), &DeleteParams::default()).await?;
     }
     let status = json!({
         "desiredNumberScheduled": desired,
@@ -210,4 +203,159 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     } else {
         2
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::ResourceExt;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    use serde_json::{Value, json};
+
+    use super::reconcile;
+    use crate::controllers::testing::Cluster;
+
+    fn daemonset(node_selector: Value) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "nodeSelector": node_selector,
+                        "containers": [{"name": "c", "image": "busybox:1"}],
+                    },
+                },
+            },
+        })
+    }
+
+    async fn node(c: &Cluster, name: &str, labels: Value, taints: Value) {
+        let node: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"taints": taints},
+        }))
+        .unwrap();
+        Api::<Node>::all(c.ctx.client.clone())
+            .create(&PostParams::default(), &node)
+            .await
+            .unwrap();
+    }
+
+    async fn step(c: &Cluster) {
+        reconcile(c.get("agent").await, c.ctx.clone())
+            .await
+            .unwrap();
+    }
+
+    /// (node, pod image) of the pods not being deleted, by node.
+    async fn placed(c: &Cluster) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = c
+            .list::<Pod>()
+            .await
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let spec = p.spec.unwrap();
+                (
+                    spec.node_name.unwrap_or_default(),
+                    spec.containers[0].image.clone().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn on(nodes: &[&str], image: &str) -> Vec<(String, String)> {
+        nodes
+            .iter()
+            .map(|n| (n.to_string(), image.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_node_gets_one_pod_bound_to_it_that_tolerates_node_trouble() {
+        let c = Cluster::new().await;
+        node(&c, "a", json!({}), json!([])).await;
+        node(&c, "b", json!({}), json!([])).await;
+        c.create::<DaemonSet>(daemonset(json!({}))).await;
+        step(&c).await;
+        step(&c).await;
+        assert_eq!(placed(&c).await, on(&["a", "b"], "busybox:1"));
+        let pod = &c.list::<Pod>().await[0];
+        let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
+        assert!(
+            tolerations
+                .iter()
+                .any(|t| t.key.as_deref() == Some("node.kubernetes.io/not-ready"))
+        );
+        let status = c.get::<DaemonSet>("agent").await.status.clone().unwrap();
+        assert_eq!(status.desired_number_scheduled, 2);
+    }
+
+    #[tokio::test]
+    async fn nodes_the_selector_or_an_untolerated_taint_excludes_get_none() {
+        let c = Cluster::new().await;
+        node(&c, "ssd", json!({"disk": "ssd"}), json!([])).await;
+        node(&c, "hdd", json!({"disk": "hdd"}), json!([])).await;
+        let taint = json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]);
+        node(&c, "tainted", json!({"disk": "ssd"}), taint).await;
+        c.create::<DaemonSet>(daemonset(json!({"disk": "ssd"})))
+            .await;
+        step(&c).await;
+        assert_eq!(placed(&c).await, on(&["ssd"], "busybox:1"));
+    }
+
+    #[tokio::test]
+    async fn a_node_that_goes_away_loses_its_pod() {
+        let c = Cluster::new().await;
+        node(&c, "a", json!({}), json!([])).await;
+        node(&c, "b", json!({}), json!([])).await;
+        c.create::<DaemonSet>(daemonset(json!({}))).await;
+        step(&c).await;
+        Api::<Node>::all(c.ctx.client.clone())
+            .delete("b", &DeleteParams::default())
+            .await
+            .unwrap();
+        step(&c).await;
+        assert_eq!(placed(&c).await, on(&["a"], "busybox:1"));
+    }
+
+    #[tokio::test]
+    async fn a_new_template_replaces_the_pods_one_node_at_a_time() {
+        let c = Cluster::new().await;
+        node(&c, "a", json!({}), json!([])).await;
+        node(&c, "b", json!({}), json!([])).await;
+        c.create::<DaemonSet>(daemonset(json!({}))).await;
+        step(&c).await;
+        let ready =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        for p in c.list::<Pod>().await {
+            c.set_status::<Pod>(&p.name_any(), ready.clone()).await;
+        }
+        c.api::<DaemonSet>()
+            .patch(
+                "agent",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"template": {"spec": {
+                    "containers": [{"name": "c", "image": "busybox:2"}]}}}})),
+            )
+            .await
+            .unwrap();
+        step(&c).await;
+        assert_eq!(
+            placed(&c).await.len(),
+            1,
+            "one old pod goes, the other keeps serving"
+        );
+        step(&c).await;
+        let now = placed(&c).await;
+        assert_eq!(now.len(), 2);
+        assert_eq!(now.iter().filter(|(_, i)| i == "busybox:2").count(), 1);
+    }
 }

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use super::Context;
 use super::common::{
-    controlled_by, is_pod_ready, list_selected, now, owner_reference, pod_from_template, time_now,
+    controlled_by, delete, is_pod_ready, list_selected, now, owner_reference, pod_from_template,
+    time_now,
 };
 use super::runner::{self, Error};
 use peapod_common::events::{Kind, reference};
@@ -79,6 +80,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         .and_then(|s| s.start_time.clone())
         .unwrap_or_else(time_now);
 
+    // Pods created below count as active at once, as in Kubernetes' status.
+    let mut created = 0;
     let mut conditions: Vec<Value> = Vec::new();
     let mut completion_time = None;
     let deadline_passed = spec
@@ -103,7 +106,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     };
     if let Some((reason, message)) = failure {
         for p in &active {
-            let _ = pods.delete(&p.name_any(), &DeleteParams::default()).await;
+            delete(&pods, &p.name_any(), &DeleteParams::default()).await?;
         }
         conditions.push(condition("FailureTarget", reason, message));
         conditions.push(condition("Failed", reason, message));
@@ -139,6 +142,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             );
             match pods.create(&PostParams::default(), &pod).await {
                 Ok(p) => {
+                    created += 1;
                     ctx.recorder.publish(
                         &reference(job.as_ref()),
                         Kind::Normal,
@@ -160,7 +164,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     }
 
     let mut status = json!({
-        "active": if conditions.is_empty() { active.len() } else { 0 },
+        "active": if conditions.is_empty() { active.len() + created } else { 0 },
         "succeeded": succeeded,
         "failed": failed,
         "ready": ready,
@@ -194,5 +198,119 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             )))
         }
         None => Ok(Action::requeue(Duration::from_secs(300))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    use serde_json::json;
+
+    use super::{has_condition, phase, reconcile};
+    use crate::controllers::testing::Cluster;
+
+    fn job(completions: i32, parallelism: i32, backoff_limit: i32) -> serde_json::Value {
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "batch"},
+            "spec": {
+                "completions": completions,
+                "parallelism": parallelism,
+                "backoffLimit": backoff_limit,
+                "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                }},
+            },
+        })
+    }
+
+    async fn running(c: &Cluster) -> Vec<String> {
+        c.list::<Pod>()
+            .await
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| !matches!(phase(p), "Succeeded" | "Failed"))
+            .map(|p| p.name_any())
+            .collect()
+    }
+
+    async fn finish(c: &Cluster, pods: &[String], how: &str) {
+        for p in pods {
+            c.set_status::<Pod>(p, json!({"phase": how})).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_of_three_completions_runs_at_most_parallelism_pods_at_once_until_complete() {
+        let c = Cluster::new().await;
+        let j = c.create::<Job>(job(3, 2, 6)).await;
+        reconcile(j, c.ctx.clone()).await.unwrap();
+        let first = running(&c).await;
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            c.get::<Job>("batch").await.status.clone().unwrap().active,
+            Some(2)
+        );
+
+        finish(&c, &first, "Succeeded").await;
+        reconcile(c.get("batch").await, c.ctx.clone())
+            .await
+            .unwrap();
+        let last = running(&c).await;
+        assert_eq!(last.len(), 1, "one completion is left");
+        assert!(!has_condition(&*c.get::<Job>("batch").await, "Complete"));
+
+        finish(&c, &last, "Succeeded").await;
+        reconcile(c.get("batch").await, c.ctx.clone())
+            .await
+            .unwrap();
+        let j = c.get::<Job>("batch").await;
+        assert!(has_condition(&j, "Complete"), "{:?}", j.status);
+        let status = j.status.clone().unwrap();
+        assert_eq!(status.succeeded, Some(3));
+        assert!(status.completion_time.is_some());
+        assert!(running(&c).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn failures_past_the_backoff_limit_fail_the_job() {
+        let c = Cluster::new().await;
+        let j = c.create::<Job>(job(1, 1, 1)).await;
+        reconcile(j, c.ctx.clone()).await.unwrap();
+        finish(&c, &running(&c).await, "Failed").await;
+        reconcile(c.get("batch").await, c.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            running(&c).await.len(),
+            1,
+            "one failure is within the limit: a retry"
+        );
+        assert!(!has_condition(&*c.get::<Job>("batch").await, "Failed"));
+
+        finish(&c, &running(&c).await, "Failed").await;
+        reconcile(c.get("batch").await, c.ctx.clone())
+            .await
+            .unwrap();
+        let j = c.get::<Job>("batch").await;
+        assert!(has_condition(&j, "Failed"), "{:?}", j.status);
+        let reason = j.status.as_ref().unwrap().conditions.as_ref().unwrap()[0]
+            .reason
+            .clone();
+        assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
+        assert!(running(&c).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_suspended_job_runs_nothing() {
+        let c = Cluster::new().await;
+        let mut suspended = job(2, 2, 6);
+        suspended["spec"]["suspend"] = json!(true);
+        let j = c.create::<Job>(suspended).await;
+        reconcile(j, c.ctx.clone()).await.unwrap();
+        assert!(running(&c).await.is_empty());
     }
 }

@@ -19,6 +19,8 @@ pub mod nodelifecycle;
 pub mod replicaset;
 mod runner;
 mod statefulset;
+#[cfg(test)]
+mod testing;
 
 use std::time::Duration;
 
@@ -73,48 +75,65 @@ pub fn start(client: kube::Client, settings: Settings) {
         settings,
     });
     let enabled = |name: &str| !ctx.settings.disabled.iter().any(|d| d == name);
+    let mut loops = tokio::task::JoinSet::new();
     if enabled("replicaset") {
-        tokio::spawn(replicaset::run(ctx.clone()));
+        loops.spawn(named("replicaset", replicaset::run(ctx.clone())));
     }
     if enabled("deployment") {
-        tokio::spawn(deployment::run(ctx.clone()));
+        loops.spawn(named("deployment", deployment::run(ctx.clone())));
     }
     if enabled("statefulset") {
-        tokio::spawn(statefulset::run(ctx.clone()));
+        loops.spawn(named("statefulset", statefulset::run(ctx.clone())));
     }
     if enabled("daemonset") {
-        tokio::spawn(daemonset::run(ctx.clone()));
+        loops.spawn(named("daemonset", daemonset::run(ctx.clone())));
     }
     if enabled("job") {
-        tokio::spawn(job::run(ctx.clone()));
+        loops.spawn(named("job", job::run(ctx.clone())));
     }
     if enabled("cronjob") {
-        tokio::spawn(cronjob::run(ctx.clone()));
+        loops.spawn(named("cronjob", cronjob::run(ctx.clone())));
     }
     if enabled("garbagecollector") {
-        tokio::spawn(gc::run(ctx.clone()));
+        loops.spawn(named("gc", gc::run(ctx.clone())));
     }
     if enabled("endpoints") {
-        tokio::spawn(endpoints::run(ctx.clone()));
+        loops.spawn(named("endpoints", endpoints::run(ctx.clone())));
     }
     if enabled("horizontalpodautoscaling") {
-        tokio::spawn(hpa::run(ctx.clone()));
+        loops.spawn(named("hpa", hpa::run(ctx.clone())));
     }
     if enabled("knative") {
-        tokio::spawn(knative::run_services(ctx.clone()));
-        tokio::spawn(knative::run_revisions(ctx.clone()));
-        tokio::spawn(autoscaler::run(ctx.clone()));
+        loops.spawn(named("knative service", knative::run_services(ctx.clone())));
+        loops.spawn(named(
+            "knative revision",
+            knative::run_revisions(ctx.clone()),
+        ));
+        loops.spawn(named("autoscaler", autoscaler::run(ctx.clone())));
     }
     if enabled("nodeipam") {
-        tokio::spawn(nodeipam::run(ctx.clone()));
+        loops.spawn(named("nodeipam", nodeipam::run(ctx.clone())));
     }
     if enabled("nodelifecycle") {
-        tokio::spawn(nodelifecycle::run(ctx.clone()));
+        loops.spawn(named("nodelifecycle", nodelifecycle::run(ctx.clone())));
     }
     if enabled("scheduler") {
-        tokio::spawn(crate::scheduler::run(
-            client.clone(),
-            Recorder::new(client, crate::scheduler::SCHEDULER_NAME),
-        ));
+        let recorder = Recorder::new(client.clone(), crate::scheduler::SCHEDULER_NAME);
+        loops.spawn(named("scheduler", crate::scheduler::run(client, recorder)));
     }
+    // The loops run for ever; one that ends or panics is a bug to hear of.
+    tokio::spawn(async move {
+        while let Some(ended) = loops.join_next().await {
+            match ended {
+                Ok(name) => tracing::error!("the {name} loop stopped"),
+                Err(e) => tracing::error!("a controller loop failed: {e}"),
+            }
+        }
+    });
+}
+
+/// `run`, returning `name` when it ends.
+async fn named(name: &'static str, run: impl std::future::Future<Output = ()>) -> &'static str {
+    run.await;
+    name
 }

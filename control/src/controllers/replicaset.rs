@@ -212,3 +212,138 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    use kube::api::{Patch, PatchParams};
+    use serde_json::json;
+
+    use super::reconcile;
+    use crate::controllers::common::{controlled_by, is_pod_active};
+    use crate::controllers::testing::Cluster;
+
+    fn replicaset(replicas: i32) -> serde_json::Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        })
+    }
+
+    async fn active(c: &Cluster) -> Vec<Pod> {
+        c.list::<Pod>()
+            .await
+            .into_iter()
+            .filter(is_pod_active)
+            .collect()
+    }
+
+    async fn ready(c: &Cluster, pod: &str) {
+        c.set_status::<Pod>(
+            pod,
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_replicaset_of_three_creates_three_pods_of_its_template_that_it_controls() {
+        let c = Cluster::new().await;
+        let rs = c.create::<ReplicaSet>(replicaset(3)).await;
+        reconcile(rs.clone(), c.ctx.clone()).await.unwrap();
+        let pods = active(&c).await;
+        assert_eq!(pods.len(), 3);
+        for p in &pods {
+            assert!(p.name_any().starts_with("web-"), "{}", p.name_any());
+            assert_eq!(p.labels().get("app").map(String::as_str), Some("web"));
+            assert!(controlled_by(&p.metadata, &rs.uid().unwrap()));
+        }
+        let status = c.get::<ReplicaSet>("web").await.status.clone().unwrap();
+        assert_eq!((status.replicas, status.ready_replicas), (3, Some(0)));
+    }
+
+    #[tokio::test]
+    async fn a_second_reconcile_with_enough_pods_creates_none() {
+        let c = Cluster::new().await;
+        let rs = c.create::<ReplicaSet>(replicaset(2)).await;
+        reconcile(rs, c.ctx.clone()).await.unwrap();
+        reconcile(c.get("web").await, c.ctx.clone()).await.unwrap();
+        assert_eq!(active(&c).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn scaled_down_it_deletes_the_pods_that_are_not_ready_first() {
+        let c = Cluster::new().await;
+        let rs = c.create::<ReplicaSet>(replicaset(3)).await;
+        reconcile(rs, c.ctx.clone()).await.unwrap();
+        let keep = active(&c).await[1].name_any();
+        ready(&c, &keep).await;
+        c.api::<ReplicaSet>()
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+            )
+            .await
+            .unwrap();
+        reconcile(c.get("web").await, c.ctx.clone()).await.unwrap();
+        let left: Vec<String> = active(&c).await.iter().map(|p| p.name_any()).collect();
+        assert_eq!(left, vec![keep]);
+        let status = c.get::<ReplicaSet>("web").await.status.clone().unwrap();
+        assert_eq!(
+            (
+                status.replicas,
+                status.ready_replicas,
+                status.available_replicas
+            ),
+            (1, Some(1), Some(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_orphan_matching_the_selector_is_adopted_instead_of_a_new_pod() {
+        let c = Cluster::new().await;
+        c.create::<Pod>(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "stray", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .await;
+        let rs = c.create::<ReplicaSet>(replicaset(1)).await;
+        reconcile(rs.clone(), c.ctx.clone()).await.unwrap();
+        let pods = active(&c).await;
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].name_any(), "stray");
+        assert!(controlled_by(&pods[0].metadata, &rs.uid().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_pod_another_controller_owns_is_left_alone() {
+        let c = Cluster::new().await;
+        let other = c.create::<ReplicaSet>(replicaset(1)).await;
+        reconcile(other, c.ctx.clone()).await.unwrap();
+        let mut second = replicaset(1);
+        second["metadata"]["name"] = json!("second");
+        let rs = c.create::<ReplicaSet>(second).await;
+        reconcile(rs.clone(), c.ctx.clone()).await.unwrap();
+        let pods = active(&c).await;
+        assert_eq!(pods.len(), 2);
+        let uid = rs.uid().unwrap();
+        assert_eq!(
+            pods.iter()
+                .filter(|p| controlled_by(&p.metadata, &uid))
+                .count(),
+            1
+        );
+    }
+}

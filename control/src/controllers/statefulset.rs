@@ -20,7 +20,8 @@ use serde_json::json;
 
 use super::Context;
 use super::common::{
-    controlled_by, is_pod_ready, list_selected, owner_reference, pod_from_template, template_hash,
+    controlled_by, delete, is_pod_ready, list_selected, owner_reference, pod_from_template,
+    template_hash,
 };
 use super::runner::{self, Error};
 use peapod_common::events::{Kind, reference};
@@ -80,9 +81,7 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
             Some("Succeeded") | Some("Failed")
         ) && p.metadata.deletion_timestamp.is_none()
     }) {
-        let _ = pods_api
-            .delete(&p.name_any(), &DeleteParams::default())
-            .await;
+        delete(&pods_api, &p.name_any(), &DeleteParams::default()).await?;
     }
 
     let mut busy = false;
@@ -266,4 +265,115 @@ fn new_pod(sts: &StatefulSet, i: i32, revision: &str) -> Pod {
         });
     }
     pod
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+    use kube::ResourceExt;
+    use kube::api::{Patch, PatchParams};
+    use serde_json::{Value, json};
+
+    use super::reconcile;
+    use crate::controllers::testing::Cluster;
+
+    fn statefulset(replicas: i32, policy: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "serviceName": "web",
+                "podManagementPolicy": policy,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+                },
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}},
+                }],
+            },
+        })
+    }
+
+    async fn step(c: &Cluster) {
+        reconcile(c.get("web").await, c.ctx.clone()).await.unwrap();
+    }
+
+    async fn pods(c: &Cluster) -> Vec<String> {
+        c.list::<Pod>()
+            .await
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+            .collect()
+    }
+
+    async fn ready_all(c: &Cluster) {
+        let ready =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        for p in pods(c).await {
+            c.set_status::<Pod>(&p, ready.clone()).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn ordered_ready_starts_each_pod_once_the_one_before_is_running_and_ready() {
+        let c = Cluster::new().await;
+        c.create::<StatefulSet>(statefulset(3, "OrderedReady"))
+            .await;
+        step(&c).await;
+        assert_eq!(pods(&c).await, ["web-0"]);
+        step(&c).await;
+        assert_eq!(pods(&c).await, ["web-0"], "web-0 is not ready yet");
+        ready_all(&c).await;
+        step(&c).await;
+        assert_eq!(pods(&c).await, ["web-0", "web-1"]);
+        let pod = c.get::<Pod>("web-1").await;
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("web-1"));
+        assert_eq!(spec.subdomain.as_deref(), Some("web"));
+    }
+
+    #[tokio::test]
+    async fn parallel_starts_every_pod_at_once_each_with_its_own_claim() {
+        let c = Cluster::new().await;
+        c.create::<StatefulSet>(statefulset(3, "Parallel")).await;
+        step(&c).await;
+        assert_eq!(pods(&c).await, ["web-0", "web-1", "web-2"]);
+        let claims: Vec<String> = c
+            .list::<PersistentVolumeClaim>()
+            .await
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        assert_eq!(claims, ["data-web-0", "data-web-1", "data-web-2"]);
+    }
+
+    #[tokio::test]
+    async fn scaled_down_the_highest_ordinal_goes_first_and_its_claim_stays() {
+        let c = Cluster::new().await;
+        c.create::<StatefulSet>(statefulset(3, "OrderedReady"))
+            .await;
+        for _ in 0..3 {
+            step(&c).await;
+            ready_all(&c).await;
+        }
+        assert_eq!(pods(&c).await.len(), 3);
+        c.api::<StatefulSet>()
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+            )
+            .await
+            .unwrap();
+        step(&c).await;
+        assert_eq!(pods(&c).await, ["web-0", "web-1"]);
+        assert_eq!(c.list::<PersistentVolumeClaim>().await.len(), 3);
+    }
 }
