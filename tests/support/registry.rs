@@ -75,6 +75,24 @@ impl Registry {
         );
         format!("{}/busybox:1.36", self.address)
     }
+
+    /// Pushes an image whose layer whites out `target/victim` through a
+    /// symlink to `target` (tests/images/hostile.sh); returns its reference.
+    pub fn push_hostile(&self, target: &Path) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/images/hostile.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(&self.address)
+            .arg(target)
+            .output()
+            .expect("run hostile.sh");
+        assert!(
+            out.status.success(),
+            "pushing the hostile image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("{}/hostile:1", self.address)
+    }
 }
 
 impl Drop for Registry {

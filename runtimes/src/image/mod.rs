@@ -291,7 +291,12 @@ impl ImageStore {
         tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_dir_all(&dir_path);
             let file = std::fs::File::open(&blob_path)?;
-            unpack::unpack(std::io::BufReader::new(file), gzip, &dir_path)
+            let unpacked = unpack::unpack(std::io::BufReader::new(file), gzip, &dir_path);
+            if unpacked.is_err() {
+                // A refused layer leaves nothing half-made behind.
+                let _ = std::fs::remove_dir_all(&dir_path);
+            }
+            unpacked
         })
         .await
         .map_err(|e| LayerError::Io(std::io::Error::other(e)))?

@@ -1,0 +1,73 @@
+//! Hostile workloads (needs root): what an image, a pod or a manifest
+//! written by an attacker tries, played for real against `peapod up`, and
+//! shown to fail with a clear error while the host stays as it was.
+
+mod support;
+
+use std::time::Duration;
+
+use support::registry::Registry;
+use support::{Server, eventually, up_flags};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A layer with a symlink out of the rootfs and a whiteout through it
+/// (the unpacker once followed the link and deleted the host's file).
+#[test]
+fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, b"host data").unwrap();
+    let registry = Registry::start();
+    let image = registry.push_hostile(host.path());
+    let run = tempfile::tempdir().unwrap();
+    let mut flags = up_flags("hostile", run.path());
+    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    let s = Server::up(flags);
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
+        "{}",
+        s.log()
+    );
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: layer}}\nspec:\n  containers:\n  - {{name: c, image: \"{image}\"}}\n"
+    ));
+    let events = || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=layer",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    };
+    assert!(
+        eventually(WAIT, || {
+            let e = events();
+            e.contains("Failed to pull image") || e.contains("Successfully pulled")
+        }),
+        "the pull did not end: {}\n{}",
+        events(),
+        s.log()
+    );
+    let meta = std::fs::symlink_metadata(&victim).expect("the host file is still there");
+    assert!(meta.is_file(), "the host file was replaced: {meta:?}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"host data");
+    assert!(
+        events().contains("Failed to pull image"),
+        "the layer should have been refused: {}",
+        events()
+    );
+    assert!(
+        events().contains("x is a symlink that leads out of the layer"),
+        "the event should say why the layer was refused: {}",
+        events()
+    );
+    assert!(
+        s.ok(&["get", "pod", "layer"]).contains("ErrImagePull")
+            || s.ok(&["get", "pod", "layer"]).contains("ImagePullBackOff"),
+        "{}",
+        s.ok(&["get", "pod", "layer"])
+    );
+}
