@@ -71,3 +71,93 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
         s.ok(&["get", "pod", "layer"])
     );
 }
+
+/// subPath: the API refuses paths that leave the volume, and a symlink a
+/// container plants in a shared volume cannot carry another container's
+/// subPath mount out of it.
+#[test]
+fn a_sub_path_cannot_leave_its_volume() {
+    let registry = Registry::start();
+    let image = registry.push_busybox();
+    let run = tempfile::tempdir().unwrap();
+    let mut flags = up_flags("subpath", run.path());
+    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    let s = Server::up(flags);
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
+        "{}",
+        s.log()
+    );
+    let pod = |name: &str, init: &str, sub: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: work, emptyDir: {{}}}}]
+  initContainers:
+  - name: plant
+    image: {image}
+    command: ["sh", "-c", "{init}"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: c
+    image: {image}
+    command: ["sh", "-c", "ls /mnt; sleep 3600"]
+    volumeMounts: [{{name: work, mountPath: /mnt, subPath: "{sub}"}}]
+"#
+        )
+    };
+    for (sub, why) in [
+        ("../../etc", "must not contain '..'"),
+        ("/etc", "must be a relative path"),
+    ] {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &pod("refused", "true", sub));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sub} accepted");
+        assert!(
+            stderr.contains("spec.containers[0].volumeMounts[0].subPath") && stderr.contains(why),
+            "{sub}: {stderr}"
+        );
+    }
+
+    // The init container leaves a link to the host's root in the volume.
+    s.apply(&pod(
+        "planted",
+        "ln -s / /work/escape && mkdir -p /work/ok",
+        "escape",
+    ));
+    assert!(
+        eventually(WAIT, || s
+            .ok(&["get", "pod", "planted"])
+            .contains("CreateContainerConfigError")),
+        "{}",
+        s.ok(&["describe", "pod", "planted"])
+    );
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=planted",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("subPath \"escape\" leads out of the volume"),
+        "{events}"
+    );
+    // A subPath inside the volume still works.
+    s.apply(&pod(
+        "inside",
+        "mkdir -p /work/ok && echo hi > /work/ok/f",
+        "ok",
+    ));
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "pod", "inside"]).contains("Running")),
+        "{}",
+        s.ok(&["describe", "pod", "inside"])
+    );
+    assert_eq!(s.ok(&["exec", "inside", "--", "cat", "/mnt/f"]), "hi\n");
+}

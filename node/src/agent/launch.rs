@@ -3,7 +3,7 @@
 //! mount its root filesystem, and hand it to the OCI runtime.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
@@ -138,10 +138,13 @@ fn run_as(pod: &Pod, c: &Container) -> (Option<u32>, Option<u32>) {
     (user.map(|u| u as u32), group.map(|g| g as u32))
 }
 
+/// The container's bind mounts; subPaths are pinned under `pins` (in the
+/// container's own directory, unmounted with it).
 fn mounts(
     ctx: &PodContext,
     c: &Container,
     termination_log: PathBuf,
+    pins: &Path,
 ) -> Result<Vec<BindMount>, LaunchError> {
     let mut out = vec![
         BindMount {
@@ -168,7 +171,7 @@ fn mounts(
             readonly: false,
         },
     ];
-    for m in c.volume_mounts.iter().flatten() {
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let Some(base) = ctx.volumes.get(&m.name) else {
             return Err(LaunchError::new(
                 "CreateContainerConfigError",
@@ -177,34 +180,13 @@ fn mounts(
         };
         let mut source = base.clone();
         if let Some(sub) = m.sub_path.as_ref().filter(|s| !s.is_empty()) {
-            if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
-                return Err(LaunchError::new(
+            source = pins.join(i.to_string());
+            super::subpath::pin(base, sub, &source).map_err(|e| {
+                LaunchError::new(
                     "CreateContainerConfigError",
-                    format!("subPath {sub:?} must be a relative path without '..'"),
-                ));
-            }
-            source = base.join(sub);
-            if !source.exists() {
-                let _ = std::fs::create_dir_all(&source);
-            }
-            // Links resolved here (ConfigMap keys link through `..data`),
-            // and only to places inside the volume.
-            let resolved = base
-                .canonicalize()
-                .and_then(|base| Ok((base, source.canonicalize()?)))
-                .map_err(|e| {
-                    LaunchError::new(
-                        "CreateContainerConfigError",
-                        format!("subPath {sub:?} of volume \"{}\": {e}", m.name),
-                    )
-                })?;
-            if !resolved.1.starts_with(&resolved.0) {
-                return Err(LaunchError::new(
-                    "CreateContainerConfigError",
-                    format!("subPath {sub:?} leads out of volume \"{}\"", m.name),
-                ));
-            }
-            source = resolved.1;
+                    format!("volume \"{}\": {e}", m.name),
+                )
+            })?;
         }
         out.retain(|b| b.destination != m.mount_path);
         out.push(BindMount {
@@ -391,7 +373,7 @@ pub async fn start(
         gid: identity.gid,
         additional_gids: gids,
         rootfs,
-        mounts: mounts(ctx, c, termination_log)?,
+        mounts: mounts(ctx, c, termination_log, &base.join("subpaths"))?,
         namespaces: ctx.namespaces.clone(),
         cgroup_parent: cgroup_parent(&ctx.pod.uid().unwrap_or_default()),
         resources: resources(c),

@@ -27,6 +27,7 @@ pub mod standby;
 mod static_pods;
 mod status;
 mod storage;
+mod subpath;
 mod volumes;
 mod wasm;
 mod worker;

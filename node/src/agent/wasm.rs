@@ -131,15 +131,26 @@ pub async fn start(
         .map_err(|e| LaunchError::new("CreateContainerError", e.to_string()))?
         .map_err(|e| LaunchError::new("CreateContainerError", e.to_string()))?;
     let mut preopens = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let Some(host) = ctx.volumes.get(&m.name) else {
             return Err(LaunchError::new(
                 "CreateContainerConfigError",
                 format!("volume \"{}\" not found in the pod", m.name),
             ));
         };
+        // A subPath is pinned as for OCI containers: the preopen is of
+        // what was checked to lie inside the volume.
         let host = match m.sub_path.as_ref().filter(|s| !s.is_empty()) {
-            Some(sub) => host.join(sub),
+            Some(sub) => {
+                let pinned = ctx.dir.container(id).join("subpaths").join(i.to_string());
+                super::subpath::pin(host, sub, &pinned).map_err(|e| {
+                    LaunchError::new(
+                        "CreateContainerConfigError",
+                        format!("volume \"{}\": {e}", m.name),
+                    )
+                })?;
+                pinned
+            }
             None => host.clone(),
         };
         preopens.push((host, m.mount_path.clone(), m.read_only.unwrap_or(false)));

@@ -213,6 +213,20 @@ fn container(
                 "",
             ));
         }
+        let sub = m["subPath"].as_str().filter(|s| !s.is_empty());
+        let expr = m["subPathExpr"].as_str().filter(|s| !s.is_empty());
+        if sub.is_some() && expr.is_some() {
+            errs.push(FieldError::invalid(
+                format!("{p}.subPathExpr"),
+                &json!(expr),
+                "subPathExpr and subPath are mutually exclusive",
+            ));
+        }
+        for (field, value) in [("subPath", sub), ("subPathExpr", expr)] {
+            if let Some(v) = value {
+                local_descending_path(v, &format!("{p}.{field}"), errs);
+            }
+        }
         let mp = m["mountPath"].as_str().unwrap_or_default();
         if mp.is_empty() {
             errs.push(FieldError::required(format!("{p}.mountPath"), ""));
@@ -233,6 +247,25 @@ fn container(
                 errs,
             );
         }
+    }
+}
+
+/// A path that stays beneath where it starts, as kube-apiserver requires of
+/// subPath: relative, and no `..` component.
+fn local_descending_path(v: &str, path: &str, errs: &mut Errors) {
+    if v.starts_with('/') {
+        errs.push(FieldError::invalid(
+            path,
+            &json!(v),
+            "must be a relative path",
+        ));
+    }
+    if v.split('/').any(|part| part == "..") {
+        errs.push(FieldError::invalid(
+            path,
+            &json!(v),
+            "must not contain '..'",
+        ));
     }
 }
 
