@@ -161,3 +161,83 @@ spec:
     );
     assert_eq!(s.ok(&["exec", "inside", "--", "cat", "/mnt/f"]), "hi\n");
 }
+
+/// ConfigMap (and Secret, downward API, projected) volumes are written by
+/// the node: a container gets them read-only, so it cannot plant a link
+/// that the node's next refresh would write through onto the host.
+#[test]
+fn a_container_cannot_write_into_a_config_map_volume() {
+    let registry = Registry::start();
+    let image = registry.push_busybox();
+    let run = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, b"host data").unwrap();
+    let mut flags = up_flags("configmap", run.path());
+    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    flags.extend(["--sync-frequency".to_string(), "2".to_string()]);
+    let s = Server::up(flags);
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
+        "{}",
+        s.log()
+    );
+    s.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{key: one}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: cfg, configMap: {{name: settings}}}}]
+  containers:
+  - name: c
+    image: {image}
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: cfg, mountPath: /cfg}}]
+"#
+    ));
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "pod", "reader"]).contains("Running")),
+        "{}",
+        s.ok(&["describe", "pod", "reader"])
+    );
+    let victim_path = victim.display().to_string();
+    for attack in [
+        format!("rm /cfg/key && ln -s {victim_path} /cfg/key"),
+        format!(
+            "rm /cfg/..data && ln -s {} /cfg/..data",
+            host.path().display()
+        ),
+        "echo pwned > /cfg/..data/key".to_string(),
+        "mkdir /cfg/..new".to_string(),
+    ] {
+        let out = s.kubectl(&["exec", "reader", "--", "sh", "-c", &attack]);
+        assert!(!out.status.success(), "{attack} succeeded");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+            "{attack}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The node still refreshes the volume, and the host file is as it was.
+    s.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"key":"two"}}"#,
+    ]);
+    assert!(
+        eventually(WAIT, || s.ok(&["exec", "reader", "--", "cat", "/cfg/key"])
+            == "two"),
+        "{}",
+        s.ok(&["exec", "reader", "--", "cat", "/cfg/key"])
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"host data");
+}

@@ -192,7 +192,8 @@ fn mounts(
         out.push(BindMount {
             source,
             destination: m.mount_path.clone(),
-            readonly: m.read_only.unwrap_or(false),
+            readonly: m.read_only.unwrap_or(false)
+                || super::volumes::agent_written(ctx.pod, &m.name),
         });
     }
     Ok(out)

@@ -175,6 +175,17 @@ fn refreshable(v: &Volume) -> bool {
         || v.projected.is_some()
 }
 
+/// Whether the volume `name` of `pod` is written by the agent (ConfigMap,
+/// Secret, downward API, projected): containers get it read-only, as on
+/// Kubernetes, so none can plant a link the agent's next refresh would
+/// write through.
+pub fn agent_written(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| vs.iter().any(|v| v.name == name && refreshable(v)))
+}
+
 /// Whether any volume of `pod` is refreshed while it runs.
 pub fn any_refreshable(pod: &Pod) -> bool {
     pod.spec

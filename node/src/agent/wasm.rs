@@ -153,7 +153,9 @@ pub async fn start(
             }
             None => host.clone(),
         };
-        preopens.push((host, m.mount_path.clone(), m.read_only.unwrap_or(false)));
+        let read_only =
+            m.read_only.unwrap_or(false) || super::volumes::agent_written(ctx.pod, &m.name);
+        preopens.push((host, m.mount_path.clone(), read_only));
     }
     let (memory_limit, cpu_millis) = limits(c);
     let started_at = peapod_runtimes::logs::timestamp();
