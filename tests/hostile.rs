@@ -241,3 +241,141 @@ spec:
     );
     assert_eq!(std::fs::read(&victim).unwrap(), b"host data");
 }
+
+/// Connections: 2,000 idle ones from one client address and a slow-loris
+/// handshake from another do not stop kubectl from being answered; the
+/// server closes those over the per-client cap at once and the rest when
+/// their time to finish the TLS handshake is up.
+#[test]
+fn idle_and_slow_connections_do_not_take_the_api_server_down() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpSocket;
+
+    peapod_common::conn::raise_fd_limit();
+    let s = Server::start();
+    let server: std::net::SocketAddr = s.url.trim_start_matches("https://").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = |from: [u8; 4]| async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind((std::net::Ipv4Addr::from(from), 0).into())
+            .unwrap();
+        socket.connect(server).await
+    };
+    // Plain sockets, read without the runtime: a read says at once
+    // whether the server closed them.
+    let idle: Vec<std::net::TcpStream> = rt.block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..2000 {
+            let c = connect([127, 0, 0, 2])
+                .await
+                .expect("connect")
+                .into_std()
+                .unwrap();
+            c.set_nonblocking(true).unwrap();
+            out.push(c);
+        }
+        out
+    });
+    let mut loris = rt.block_on(connect([127, 0, 0, 3])).unwrap();
+    // A TLS record header, a byte at a time: a handshake that never ends.
+    let mut loris_closed = None;
+    let started = std::time::Instant::now();
+    let open = |conns: &[std::net::TcpStream]| {
+        conns
+            .iter()
+            .filter(|c| {
+                let mut b = [0u8; 1];
+                let mut c: &std::net::TcpStream = c;
+                matches!(std::io::Read::read(&mut c, &mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count()
+    };
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        if loris_closed.is_none() && rt.block_on(loris.write_all(&[0x16])).is_err() {
+            loris_closed = Some(started.elapsed());
+        }
+        let out = s.kubectl(&["get", "namespaces", "--request-timeout=5s"]);
+        assert!(
+            out.status.success(),
+            "kubectl was not answered: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(answered >= 5, "{answered}");
+    let still_open = open(&idle);
+    assert!(
+        still_open <= peapod_common::conn::MAX_CONNECTIONS_PER_CLIENT,
+        "{still_open} idle connections from one address are open"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || open(&idle) == 0),
+        "{} idle connections outlived the handshake timeout",
+        open(&idle)
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            loris_closed.is_some() || rt.block_on(loris.write_all(&[0x16])).is_err()
+        }),
+        "the slow handshake was never cut"
+    );
+    assert!(s.kubectl(&["get", "--raw", "/readyz"]).status.success());
+}
+
+/// Out of file descriptors, the API server waits until connections go
+/// (their handshake time runs out) and serves again; it used to stop
+/// accepting for good.
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_api_server() {
+    use tokio::net::TcpSocket;
+
+    peapod_common::conn::raise_fd_limit();
+    let s = Server::start_with_fd_limit(256);
+    let server: std::net::SocketAddr = s.url.trim_start_matches("https://").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // More idle connections, from several addresses, than the server has
+    // descriptors for.
+    let idle: Vec<std::net::TcpStream> = rt.block_on(async {
+        let mut out = Vec::new();
+        for i in 0..400u32 {
+            let socket = TcpSocket::new_v4().unwrap();
+            let from = std::net::Ipv4Addr::new(127, 0, 1, 2 + (i % 4) as u8);
+            socket.bind((from, 0).into()).unwrap();
+            out.push(
+                socket
+                    .connect(server)
+                    .await
+                    .expect("connect")
+                    .into_std()
+                    .unwrap(),
+            );
+        }
+        out
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || s
+            .log()
+            .contains("accepting a connection")),
+        "the server never ran out: {}",
+        s.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(40), || s
+            .kubectl(&["get", "namespaces", "--request-timeout=5s"])
+            .status
+            .success()),
+        "the server did not serve again: {}",
+        s.log()
+    );
+    drop(idle);
+    assert!(s.kubectl(&["get", "--raw", "/readyz"]).status.success());
+}

@@ -2,6 +2,7 @@
 //! recording, pacing, telemetry, TLS serving, quantities, the names and
 //! wire types they agree on.
 
+pub mod conn;
 pub mod events;
 pub mod knative;
 pub mod pace;

@@ -2,16 +2,18 @@
 //! connection upgrades for WebSocket-based streams.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+use crate::conn;
 
 /// A rustls server configuration from PEM certificate chain and key.
 pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
@@ -31,28 +33,55 @@ pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>,
     Ok(Arc::new(config))
 }
 
-/// Accepts connections until the listener fails, serving each on its own task.
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections for ever, serving each on its own task. A failed
+/// accept (out of file descriptors, a connection reset before it was
+/// taken) is waited out with a growing pause, never the end of serving.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: Router,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
+    let clients = conn::Clients::default();
+    let mut pause = Duration::from_millis(5);
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                pause = Duration::from_millis(5);
+                accepted
+            }
+            Err(e) => {
+                tracing::warn!("accepting a connection: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Some(counted) = clients.admit(peer.ip()) else {
+            tracing::debug!("{peer}: over its connection limit, closed");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let _counted = counted;
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {peer} timed out");
                     return;
                 }
             };
             let service = TowerToHyperService::new(app);
-            if let Err(e) = Builder::new(TokioExecutor::new())
+            if let Err(e) = conn::builder()
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {

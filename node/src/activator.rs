@@ -303,7 +303,7 @@ impl Activator {
                     let k = k.clone();
                     async move { Ok::<_, Infallible>(me.handle(&k, req).await) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                let _ = peapod_common::conn::builder()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

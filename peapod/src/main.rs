@@ -35,6 +35,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(code) = cli.run_helper() {
         std::process::exit(code);
     }
+    // The server, node and cluster commands hold many connections and pods.
+    peapod_common::conn::raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(cli.run())
 }

@@ -113,7 +113,25 @@ impl Server {
         Server::launch("up", dir, flags)
     }
 
+    /// Starts a server that may hold at most `files` open file descriptors
+    /// (its hard limit, through util-linux `prlimit`).
+    pub fn start_with_fd_limit(files: u64) -> Server {
+        let limit = format!("--nofile={files}:{files}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        Server::launch_under(&["prlimit", &limit, "--"], "server", dir, Vec::new())
+    }
+
     fn launch(subcommand: &'static str, dir: tempfile::TempDir, flags: Vec<String>) -> Server {
+        Server::launch_under(&[], subcommand, dir, flags)
+    }
+
+    /// `launch`, the binary run by the `wrapper` command line, if any.
+    fn launch_under(
+        wrapper: &[&str],
+        subcommand: &'static str,
+        dir: tempfile::TempDir,
+        flags: Vec<String>,
+    ) -> Server {
         let kubeconfig = dir.path().join("kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         let log = std::fs::OpenOptions::new()
@@ -126,7 +144,16 @@ impl Server {
         } else {
             vec!["--listen", "127.0.0.1:0"]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_peapod"))
+        let peapod = env!("CARGO_BIN_EXE_peapod");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(peapod);
+                c
+            }
+            None => Command::new(peapod),
+        };
+        let child = command
             .arg(subcommand)
             .args(listen)
             .arg("--data-dir")

@@ -19,14 +19,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
+
+use peapod_common::conn::Clients;
 
 use super::headers;
 use super::pool::{Backends, Lease, SendError};
@@ -138,10 +139,15 @@ impl Proxy {
 
     /// Serves plain HTTP on `listener` until the process ends.
     pub async fn serve_plain(self, listener: TcpListener) {
+        let clients = Clients::default();
         loop {
             let (tcp, peer) = accept(&listener).await;
-            self.hand_over(tcp, move |handler, tcp| {
-                handler.serve_connection(tcp, peer, false)
+            let Some(counted) = clients.admit(peer.ip()) else {
+                continue;
+            };
+            self.hand_over(tcp, move |handler, tcp| async move {
+                let _counted = counted;
+                handler.serve_connection(tcp, peer, false).await
             });
         }
     }
@@ -149,10 +155,15 @@ impl Proxy {
     /// Serves HTTPS on `listener` until the process ends.
     pub async fn serve_tls(self, listener: TcpListener, tls: Arc<ServerConfig>) {
         let acceptor = TlsAcceptor::from(tls);
+        let clients = Clients::default();
         loop {
             let (tcp, peer) = accept(&listener).await;
+            let Some(counted) = clients.admit(peer.ip()) else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             self.hand_over(tcp, move |handler, tcp| async move {
+                let _counted = counted;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => handler.serve_connection(stream, peer, true).await,
                     Ok(Err(e)) => tracing::debug!("ingress: TLS handshake with {peer}: {e}"),
@@ -220,7 +231,7 @@ impl Handler {
             let handler = self.clone();
             async move { Ok::<_, Infallible>(handler.handle(request, peer, https).await) }
         });
-        if let Err(e) = auto::Builder::new(TokioExecutor::new())
+        if let Err(e) = peapod_common::conn::builder()
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .await
         {

@@ -1,0 +1,89 @@
+//! Bounds on what one client can hold of a server: connections per
+//! client address, time to send a request's headers, and the process's
+//! file descriptors. Shared by every server Peapod runs (the API server,
+//! the node's API, the Ingress).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+
+/// How long a client has to send a request's headers, and how long an
+/// HTTP/1.1 connection may sit idle between requests (kube-apiserver's
+/// `ReadHeaderTimeout`). Streams (watch, exec, logs) are bodies, not
+/// headers, and are not cut.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(32);
+/// Connections one client address may hold at once; more are closed at
+/// accept, so that one client cannot take every file descriptor.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 512;
+
+/// Open connections per client address.
+#[derive(Clone, Default)]
+pub struct Clients(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One counted connection; uncounted when dropped.
+pub struct Counted {
+    clients: Clients,
+    ip: IpAddr,
+}
+
+impl Clients {
+    /// Counts a new connection from `ip`, or `None` when it has too many.
+    pub fn admit(&self, ip: IpAddr) -> Option<Counted> {
+        let mut open = self.0.lock().expect("lock");
+        let n = open.entry(ip).or_default();
+        if *n >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().expect("lock");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An HTTP/1.1 and HTTP/2 connection builder with the header timeout and
+/// HTTP/2 keep-alive pings (a vanished peer's connection is dropped).
+pub fn builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Raises this process's open file limit to its hard limit: every
+/// connection, watch and pod takes descriptors, and the usual soft limit
+/// (1024) is a few hundred clients.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("raising the open file limit: {e}");
+        }
+    }
+}
