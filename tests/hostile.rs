@@ -379,3 +379,26 @@ fn running_out_of_file_descriptors_does_not_stop_the_api_server() {
     drop(idle);
     assert!(s.kubectl(&["get", "--raw", "/readyz"]).status.success());
 }
+
+/// A client that completes the TLS handshake and then sends nothing (over
+/// HTTP/1.1, as ALPN chose) is cut once its time to send headers is up.
+#[test]
+fn a_silent_client_after_the_handshake_is_cut() {
+    let s = Server::start();
+    let server = s.url.trim_start_matches("https://").to_string();
+    let mut client = std::process::Command::new("openssl")
+        .args([
+            "s_client", "-quiet", "-alpn", "http/1.1", "-connect", &server,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client (apt-get install openssl)");
+    let cut = eventually(Duration::from_secs(50), || {
+        client.try_wait().ok().flatten().is_some()
+    });
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(cut, "the silent connection was never closed");
+}

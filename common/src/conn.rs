@@ -58,8 +58,28 @@ impl Drop for Counted {
     }
 }
 
-/// An HTTP/1.1 and HTTP/2 connection builder with the header timeout and
-/// HTTP/2 keep-alive pings (a vanished peer's connection is dropped).
+/// An HTTP/1.1 server connection builder with the header timeout.
+pub fn http1() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+}
+
+/// An HTTP/2 server connection builder that pings idle peers (a vanished
+/// one's connection is dropped).
+pub fn http2() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// An HTTP/1.1 and HTTP/2 connection builder (for plain connections, where
+/// no ALPN says which) with the header timeout and HTTP/2 keep-alive pings.
 pub fn builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder

@@ -80,11 +80,21 @@ pub async fn serve(
                     return;
                 }
             };
+            // The protocol is the one ALPN chose (HTTP/1.1 when none):
+            // sniffing for HTTP/2's preface would wait, with no timeout, on
+            // a client that sends nothing.
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(stream);
             let service = TowerToHyperService::new(app);
-            if let Err(e) = conn::builder()
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
+            let served = if h2 {
+                conn::http2().serve_connection(io, service).await
+            } else {
+                conn::http1()
+                    .serve_connection(io, service)
+                    .with_upgrades()
+                    .await
+            };
+            if let Err(e) = served {
                 tracing::debug!("connection from {peer} ended: {e}");
             }
         });
