@@ -11,6 +11,22 @@ use support::{Server, eventually, up_flags};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// `peapod up` pulling from `registry`, with `extra` flags, once its node
+/// is Ready; the run directory goes after the server.
+fn cluster(tag: &str, registry: &Registry, extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let run = tempfile::tempdir().unwrap();
+    let mut flags = up_flags(tag, run.path());
+    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    let s = Server::up(flags);
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
+        "{}",
+        s.log()
+    );
+    (s, run)
+}
+
 /// A layer with a symlink out of the rootfs and a whiteout through it
 /// (the unpacker once followed the link and deleted the host's file).
 #[test]
@@ -20,15 +36,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
     std::fs::write(&victim, b"host data").unwrap();
     let registry = Registry::start();
     let image = registry.push_hostile(host.path());
-    let run = tempfile::tempdir().unwrap();
-    let mut flags = up_flags("hostile", run.path());
-    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
-    let s = Server::up(flags);
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
-        "{}",
-        s.log()
-    );
+    let (s, _run) = cluster("hostile", &registry, &[]);
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: layer}}\nspec:\n  containers:\n  - {{name: c, image: \"{image}\"}}\n"
     ));
@@ -79,15 +87,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
 fn a_sub_path_cannot_leave_its_volume() {
     let registry = Registry::start();
     let image = registry.push_busybox();
-    let run = tempfile::tempdir().unwrap();
-    let mut flags = up_flags("subpath", run.path());
-    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
-    let s = Server::up(flags);
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
-        "{}",
-        s.log()
-    );
+    let (s, _run) = cluster("subpath", &registry, &[]);
     let pod = |name: &str, init: &str, sub: &str| {
         format!(
             r#"
@@ -169,19 +169,10 @@ spec:
 fn a_container_cannot_write_into_a_config_map_volume() {
     let registry = Registry::start();
     let image = registry.push_busybox();
-    let run = tempfile::tempdir().unwrap();
     let host = tempfile::tempdir().unwrap();
     let victim = host.path().join("victim");
     std::fs::write(&victim, b"host data").unwrap();
-    let mut flags = up_flags("configmap", run.path());
-    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
-    flags.extend(["--sync-frequency".to_string(), "2".to_string()]);
-    let s = Server::up(flags);
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
-        "{}",
-        s.log()
-    );
+    let (s, _run) = cluster("configmap", &registry, &["--sync-frequency", "2"]);
     s.apply(&format!(
         r#"
 apiVersion: v1

@@ -333,10 +333,8 @@ mod tests {
         node(&c, "b", json!({}), json!([])).await;
         c.create::<DaemonSet>(daemonset(json!({}))).await;
         step(&c).await;
-        let ready =
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         for p in c.list::<Pod>().await {
-            c.set_status::<Pod>(&p.name_any(), ready.clone()).await;
+            c.pod_ready(&p.name_any()).await;
         }
         c.api::<DaemonSet>()
             .patch(

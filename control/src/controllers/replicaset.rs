@@ -248,14 +248,6 @@ mod tests {
             .collect()
     }
 
-    async fn ready(c: &Cluster, pod: &str) {
-        c.set_status::<Pod>(
-            pod,
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
-        )
-        .await;
-    }
-
     #[tokio::test]
     async fn a_replicaset_of_three_creates_three_pods_of_its_template_that_it_controls() {
         let c = Cluster::new().await;
@@ -287,7 +279,7 @@ mod tests {
         let rs = c.create::<ReplicaSet>(replicaset(3)).await;
         reconcile(rs, c.ctx.clone()).await.unwrap();
         let keep = active(&c).await[1].name_any();
-        ready(&c, &keep).await;
+        c.pod_ready(&keep).await;
         c.api::<ReplicaSet>()
             .patch(
                 "web",

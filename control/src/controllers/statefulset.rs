@@ -314,10 +314,8 @@ mod tests {
     }
 
     async fn ready_all(c: &Cluster) {
-        let ready =
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         for p in pods(c).await {
-            c.set_status::<Pod>(&p, ready.clone()).await;
+            c.pod_ready(&p).await;
         }
     }
 

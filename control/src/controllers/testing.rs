@@ -129,4 +129,12 @@ impl Cluster {
             .await
             .expect("patch status");
     }
+
+    /// Plays the kubelet: pod `name` is Running and Ready.
+    pub async fn pod_ready(&self, name: &str) {
+        let ready = serde_json::json!({"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]});
+        self.set_status::<k8s_openapi::api::core::v1::Pod>(name, ready)
+            .await;
+    }
 }
