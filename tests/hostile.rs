@@ -11,9 +11,24 @@ use support::{Server, eventually, up_flags};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `peapod up` pulling from `registry`, with `extra` flags, once its node
-/// is Ready; the run directory goes after the server.
-fn cluster(tag: &str, registry: &Registry, extra: &[&str]) -> (Server, tempfile::TempDir) {
+/// `peapod up` pulling from `registry`, once its node is Ready.
+struct Cluster {
+    // Fields drop in order: the server (and its `up --cleanup`, which
+    // finds the containers through the run directory) before the run
+    // directory goes.
+    server: Server,
+    _run: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+/// `peapod up` pulling from `registry`, with `extra` flags.
+fn cluster(tag: &str, registry: &Registry, extra: &[&str]) -> Cluster {
     let run = tempfile::tempdir().unwrap();
     let mut flags = up_flags(tag, run.path());
     flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
@@ -24,7 +39,10 @@ fn cluster(tag: &str, registry: &Registry, extra: &[&str]) -> (Server, tempfile:
         "{}",
         s.log()
     );
-    (s, run)
+    Cluster {
+        server: s,
+        _run: run,
+    }
 }
 
 /// A layer with a symlink out of the rootfs and a whiteout through it
@@ -36,7 +54,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
     std::fs::write(&victim, b"host data").unwrap();
     let registry = Registry::start();
     let image = registry.push_hostile(host.path());
-    let (s, _run) = cluster("hostile", &registry, &[]);
+    let s = cluster("hostile", &registry, &[]);
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: layer}}\nspec:\n  containers:\n  - {{name: c, image: \"{image}\"}}\n"
     ));
@@ -87,7 +105,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
 fn a_sub_path_cannot_leave_its_volume() {
     let registry = Registry::start();
     let image = registry.push_busybox();
-    let (s, _run) = cluster("subpath", &registry, &[]);
+    let s = cluster("subpath", &registry, &[]);
     let pod = |name: &str, init: &str, sub: &str| {
         format!(
             r#"
@@ -172,7 +190,7 @@ fn a_container_cannot_write_into_a_config_map_volume() {
     let host = tempfile::tempdir().unwrap();
     let victim = host.path().join("victim");
     std::fs::write(&victim, b"host data").unwrap();
-    let (s, _run) = cluster("configmap", &registry, &["--sync-frequency", "2"]);
+    let s = cluster("configmap", &registry, &["--sync-frequency", "2"]);
     s.apply(&format!(
         r#"
 apiVersion: v1
@@ -392,4 +410,332 @@ fn a_silent_client_after_the_handshake_is_cut() {
     let _ = client.kill();
     let _ = client.wait();
     assert!(cut, "the silent connection was never closed");
+}
+
+/// Small requests that ask for unbounded work: a JSON patch whose copies
+/// double the object, one whose copies nest it deeper than any JSON reader
+/// accepts, a body nested deeper than the store can read back. Each is
+/// refused with its status, the object is unchanged, and the store still
+/// loads after a restart.
+#[test]
+fn requests_that_ask_for_unbounded_work_are_refused() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(64 * 1024);
+    s.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: target\n  annotations:\n    pad: {big}\ndata:\n  a: b\n"
+    ));
+    let patch = |ops: Vec<serde_json::Value>| {
+        let file = dir.path().join("patch.json");
+        std::fs::write(&file, serde_json::to_vec(&ops).unwrap()).unwrap();
+        s.fails(&[
+            "patch",
+            "configmap",
+            "target",
+            "--type=json",
+            "--patch-file",
+            file.to_str().unwrap(),
+        ])
+    };
+    // Each copy of the metadata into itself doubles it: 64 KiB passes the
+    // 3 MiB object limit in six of the forty.
+    let doubling = (0..40)
+        .map(|i| serde_json::json!({"op": "copy", "from": "/metadata", "path": format!("/metadata/m{i}")}))
+        .collect();
+    let e = patch(doubling);
+    assert!(e.contains("Request entity too large"), "{e}");
+    // Each copy of /x into /x/x nests it one level deeper.
+    let mut nesting = vec![serde_json::json!({"op": "add", "path": "/x", "value": {}})];
+    nesting
+        .extend((0..500).map(|_| serde_json::json!({"op": "copy", "from": "/x", "path": "/x/x"})));
+    let e = patch(nesting);
+    assert!(e.contains("levels deep"), "{e}");
+
+    // Bodies nested deeper than the limit (120) and than the JSON reader's
+    // (500) are bad requests.
+    for levels in [120, 500] {
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep"}},"data":{}1{}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        let file = dir.path().join("deep.json");
+        std::fs::write(&file, body).unwrap();
+        let e = s.fails(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            e.contains("BadRequest") || e.contains("nest") || e.contains("recursion"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "configmap",
+            "target",
+            "-o",
+            "jsonpath={.data.a} {.metadata.annotations.m0}"
+        ]),
+        "b "
+    );
+    assert!(s.kubectl(&["get", "configmap", "deep"]).status.code() == Some(1));
+
+    let data = s.kill();
+    let s = Server::start_in(data);
+    assert_eq!(
+        s.ok(&["get", "configmap", "target", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
+}
+
+/// A watcher that stops reading is closed once its buffer has stayed full
+/// for 30 s, instead of holding the events it has not read (up to the
+/// server's memory) for the watch's whole timeout.
+#[test]
+fn a_watcher_that_stops_reading_is_closed() {
+    use std::io::Read;
+
+    let s = Server::start();
+    let mut watcher = s
+        .command(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?watch=true",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run kubectl");
+    // 30 events of 900 KiB: far more than kubectl's HTTP/2 window, the
+    // pipe nobody reads and the server's buffer together hold.
+    let padding = "x".repeat(900 * 1024);
+    let stream: String = (0..30)
+        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big{i}}}\ndata: {{k: {padding}}}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.yaml");
+    std::fs::write(&file, stream).unwrap();
+    s.ok(&["create", "-f", file.to_str().unwrap()]);
+    assert!(
+        eventually(Duration::from_secs(60), || s
+            .log()
+            .contains("closed a watch on configmaps")),
+        "the stalled watch was never closed: {}",
+        s.log()
+    );
+    // What was sent before the close is read, then the stream ends.
+    let mut seen = Vec::new();
+    watcher
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut seen)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || watcher
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "kubectl's watch did not end"
+    );
+    let lines = seen
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert!((1..30).contains(&lines), "{lines} events were delivered");
+    assert!(s.kubectl(&["get", "--raw", "/readyz"]).status.success());
+}
+
+/// Two image names that once mapped onto one record on the node
+/// (`a/b_c` and `a_b/c`): the second is pulled for itself, not served
+/// from the first's record. Here the second is the hostile image, so its
+/// own pull fails where the shared record would have run busybox.
+#[test]
+fn look_alike_image_names_are_different_images() {
+    let registry = Registry::start();
+    let busybox = registry.push_busybox();
+    let host = tempfile::tempdir().unwrap();
+    let hostile = registry.push_hostile(host.path());
+    let copy = |from: &str, to: &str| {
+        let out = std::process::Command::new("skopeo")
+            .args([
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{from}"))
+            .arg(format!("docker://{}/{to}", registry.address))
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("{}/{to}", registry.address)
+    };
+    let first = copy(&busybox, "look/a_b:1");
+    let second = copy(&hostile, "look_a/b:1");
+    let s = cluster("lookalike", &registry, &[]);
+    let pod = |name: &str, image: &str| {
+        s.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: \"{image}\", imagePullPolicy: IfNotPresent, command: [sleep, \"3600\"]}}\n"
+        ));
+    };
+    pod("first", &first);
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "pod", "first"]).contains("Running")),
+        "{}",
+        s.ok(&["describe", "pod", "first"])
+    );
+    pod("second", &second);
+    assert!(
+        eventually(WAIT, || {
+            let p = s.ok(&["get", "pod", "second"]);
+            p.contains("ErrImagePull") || p.contains("ImagePullBackOff") || p.contains("Running")
+        }),
+        "{}",
+        s.ok(&["describe", "pod", "second"])
+    );
+    let p = s.ok(&["get", "pod", "second"]);
+    assert!(
+        !p.contains("Running"),
+        "the second name ran the first image: {p}"
+    );
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=second",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("leads out of the layer"), "{events}");
+}
+
+/// The data directory holds the store (Secrets in it), the keys and the
+/// tokens: another user of the host can read none of them, even when the
+/// directory was made world-readable before the server started.
+#[test]
+fn another_host_user_cannot_read_the_store_keys_or_tokens() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Server::start_in(data);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2",
+    ]);
+    let dir = s.dir.path().to_path_buf();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        // server.log is the test's own (the server's stderr).
+        if !path.ends_with("server.log") {
+            assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+        }
+        // As nobody: not even a listing of the directory.
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(&path)
+            .output()
+            .expect("setpriv (util-linux)");
+        assert!(!out.status.success(), "nobody read {}", path.display());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A neighbour on the node's network sends packets to 127.0.0.2: with
+/// `route_localnet` (which the proxy sets, for node ports on 127.0.0.1)
+/// they would reach services bound to loopback (CVE-2020-8558). The node's
+/// firewall chain drops them. The node runs in a test host's namespace,
+/// the neighbour in another's.
+#[test]
+fn a_neighbour_cannot_reach_services_bound_to_loopback() {
+    use support::hosts::TestNet;
+
+    let mut net = TestNet::new(2);
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "loopback only\n").unwrap();
+    // The victim: a web server on 127.0.0.2 of host 0.
+    let _httpd = KilledOnDrop(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", net.hosts[0]))
+            .args(["busybox", "httpd", "-f", "-p", "127.0.0.2:18080", "-h"])
+            .arg(web.path())
+            .spawn()
+            .expect("busybox httpd"),
+    );
+    let hosts = net.hosts.clone();
+    let in_host = |i: usize, script: &str| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", hosts[i]))
+            .args(["sh", "-c", script])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // The neighbour routes loopback addresses to host 0, as an attacker
+    // on the same link can.
+    assert!(in_host(
+        1,
+        &format!(
+            "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && ip route del local 127.0.0.0/8 dev lo table local && ip route add 127.0.0.0/8 via {}",
+            net.host_ip(0)
+        )
+    ));
+    // bash's /dev/tcp: a plain HTTP/1.0 GET, given 3 s.
+    const GET: &str = "timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.2/18080 && printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3 | grep -q \"loopback only\"'";
+    let reached = || in_host(1, GET);
+    // The path is real: with route_localnet alone the neighbour gets in.
+    assert!(in_host(
+        0,
+        "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet"
+    ));
+    assert!(
+        eventually(Duration::from_secs(10), reached),
+        "the attack path does not work here, so the test proves nothing"
+    );
+    let s = Server::start_on(&format!("{}:0", net.gateway()));
+    let token = s.dir.path().join("node-token");
+    net.start_node(0, &s.url, &token, &[]);
+    assert!(
+        eventually(WAIT, || net
+            .exec(0, &["iptables-save", "-t", "filter"])
+            .contains("block incoming localnet")),
+        "the node never installed its firewall: {}",
+        net.log(0)
+    );
+    assert!(
+        !reached(),
+        "the neighbour reached 127.0.0.2 through the node"
+    );
+    // Loopback traffic of the host itself still flows.
+    assert!(in_host(0, GET));
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -50,11 +50,18 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
         source,
     };
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err)?;
+        peapod_common::private::dir(dir).map_err(io_err)?;
     }
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, content).map_err(io_err)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    let _ = fs::remove_file(&tmp);
+    // Created 0600, so that the content is never readable by others.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| io::Write::write_all(&mut f, content.as_bytes()))
+        .map_err(io_err)?;
     fs::rename(&tmp, path).map_err(io_err)
 }
 

@@ -61,7 +61,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Opens the store, bootstraps, and starts serving in the background.
     pub async fn start(config: ServerConfig) -> Result<ControlPlane, ServerError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+        peapod_common::private::dir(&config.data_dir).map_err(|source| ServerError::Io {
             context: format!("creating {}", config.data_dir.display()),
             source,
         })?;

@@ -11,8 +11,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 use crate::resources::table::{self, IncludeObject};
 
-/// The largest request body accepted (Kubernetes' limit is 3 MiB).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// The largest request body accepted: as large as an object may be.
+pub const MAX_BODY: usize = crate::limits::MAX_OBJECT_BYTES;
 
 /// Decodes a request body by its `Content-Type`.
 pub fn decode(content_type: &str, body: &[u8]) -> ApiResult<Value> {
@@ -123,5 +123,45 @@ pub fn render_list(rt: &ResourceType, items: &[&Value], list_meta: Value, how: R
             "items": items.iter().map(|o| partial_metadata(o)).collect::<Vec<_>>(),
         }),
         Rendering::Table(include) => table::table(rt, items, list_meta, include, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_yaml_alias_bomb_is_a_bad_request() {
+        // Nine levels of nine aliases: a few hundred bytes that expand to
+        // 387 million strings.
+        let mut bomb = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (prev, name) in ('a'..='h').zip('b'..='i') {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let e = decode("application/yaml", bomb.as_bytes()).unwrap_err();
+        assert_eq!(e.code, 400, "{}", e.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn documents_nested_past_the_readers_limit_are_bad_requests() {
+        let json = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            decode("application/json", json.as_bytes())
+                .unwrap_err()
+                .code,
+            400
+        );
+        let yaml = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            decode("application/yaml", yaml.as_bytes())
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 }

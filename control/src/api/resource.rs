@@ -280,6 +280,7 @@ pub fn patch_body(call: &Call<'_>) -> ApiResult<(PatchType, Value)> {
 pub fn patch_error(e: patch::PatchError) -> ApiError {
     match e.status {
         400 => ApiError::bad_request(e.message),
+        413 => ApiError::too_large(e.message),
         _ => ApiError::new(422, "Invalid", e.message),
     }
 }

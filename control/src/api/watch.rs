@@ -1,6 +1,7 @@
 //! Watch: a chunked stream of `{"type": ..., "object": ...}` lines, resumed
 //! from a resourceVersion, with bookmarks and a timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,7 +10,7 @@ use axum::response::Response;
 use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::codec::{Rendering, render_object};
@@ -22,6 +23,41 @@ use crate::selector::fields::FieldRequirement;
 use crate::store::{EventType, revision_of};
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+
+/// How many bytes of events may wait for one watcher to read them.
+const BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long a watcher may leave its buffer full before it is closed (as
+/// kube-apiserver closes unresponsive watchers); it relists or resumes.
+const UNRESPONSIVE: Duration = Duration::from_secs(30);
+
+/// The events on their way to one watcher, bounded in bytes.
+struct Outbox {
+    tx: mpsc::Sender<(bytes::Bytes, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+impl Outbox {
+    /// Queues `line`; false when the watch is over (the client went, or
+    /// left its buffer full for too long).
+    async fn send(&self, line: bytes::Bytes, resource: &str) -> bool {
+        let queued = tokio::time::timeout(UNRESPONSIVE, async {
+            let n = line.len().clamp(1, BUFFER_BYTES) as u32;
+            let permit = self.budget.clone().acquire_many_owned(n).await.ok()?;
+            self.tx.send((line, permit)).await.ok()
+        });
+        match queued.await {
+            Ok(sent) => sent.is_some(),
+            Err(_) => {
+                tracing::warn!(
+                    "closed a watch on {resource}: the client read nothing for {}s",
+                    UNRESPONSIVE.as_secs()
+                );
+                false
+            }
+        }
+    }
+}
 
 /// Renders watch event objects, with Table headers on the first only.
 struct Encoder {
@@ -104,7 +140,11 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
         .watch(rt, namespace.as_deref(), after)
         .map(|s| filter_watch(rt, s, opts));
 
-    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let (tx, rx) = mpsc::channel(64);
+    let out = Outbox {
+        tx,
+        budget: Arc::new(Semaphore::new(BUFFER_BYTES)),
+    };
     let api = call.api.clone();
     tokio::spawn(async move {
         let mut enc = Encoder {
@@ -114,14 +154,14 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
             api,
         };
         for o in &initial {
-            if tx.send(Ok(enc.line("ADDED", o))).await.is_err() {
+            if !out.send(enc.line("ADDED", o), rt.plural).await {
                 return;
             }
         }
         let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(Ok(error_line(&e))).await;
+                out.send(error_line(&e), rt.plural).await;
                 return;
             }
         };
@@ -143,7 +183,7 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
                 event = stream.next() => match event {
                     None => return,
                     Some(Err(e)) => {
-                        let _ = tx.send(Ok(error_line(&store_error(rt, "", e)))).await;
+                        out.send(error_line(&store_error(rt, "", e)), rt.plural).await;
                         return;
                     }
                     Some(Ok(event)) => {
@@ -156,15 +196,17 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
                         enc.line(kind, &event.object)
                     }
                 },
-                _ = tx.closed() => return,
+                _ = out.tx.closed() => return,
             };
-            if tx.send(Ok(line)).await.is_err() {
+            if !out.send(line, rt.plural).await {
                 return;
             }
         }
     });
 
-    let mut r = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    // A line's share of the budget comes back as hyper takes it.
+    let lines = ReceiverStream::new(rx).map(|(line, _permit)| Ok::<_, std::io::Error>(line));
+    let mut r = Response::new(Body::from_stream(lines));
     *r.status_mut() = StatusCode::OK;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

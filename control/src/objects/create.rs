@@ -29,6 +29,7 @@ impl Objects {
         object: Value,
         opts: WriteOptions,
     ) -> ApiResult<Object> {
+        crate::limits::check(&object)?;
         let mut object = prepare(rt, namespace, object)?;
         let name = super::name_of(&object).to_string();
         let namespace = super::namespace_of(&object).to_string();

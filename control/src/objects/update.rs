@@ -143,6 +143,8 @@ impl Objects {
             subresource == Some(Subresource::Status),
         );
         defaults::apply(rt, &mut new);
+        // Checked on the result: a patch or a status merge can grow it.
+        crate::limits::check(&new)?;
         let services = self.services.clone();
         let allocating = if super::services::is_service(rt) && subresource.is_none() {
             Some(services.lock.lock().await)

@@ -1,6 +1,7 @@
 //! The four PATCH content types: JSON patch (RFC 6902), JSON merge patch
 //! (RFC 7386), strategic merge patch, and server-side apply.
 
+mod bounded;
 pub mod strategic;
 pub mod strategies;
 
@@ -45,6 +46,13 @@ impl PatchError {
         }
     }
 
+    pub fn too_large(message: impl Into<String>) -> Self {
+        PatchError {
+            status: 413,
+            message: format!("Request entity too large: {}", message.into()),
+        }
+    }
+
     pub fn unprocessable(message: impl Into<String>) -> Self {
         PatchError {
             status: 422,
@@ -81,11 +89,7 @@ pub fn apply(
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| PatchError::bad_request(format!("invalid JSON patch: {e}")))?;
-            let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| {
-                PatchError::unprocessable(format!("the JSON patch could not be applied: {e}"))
-            })?;
-            Ok(doc)
+            bounded::json_patch(current, &ops)
         }
         PatchType::Merge => {
             if !patch.is_object() {

@@ -22,8 +22,11 @@ const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION_KEY: &str = "revision";
 
-/// How many events the history keeps for watch replay.
+/// How many events the history keeps for watch replay, and how many bytes
+/// of objects (as stored) at most: a churn of large objects would otherwise
+/// hold 100,000 old copies in memory.
 const HISTORY: usize = 100_000;
+const HISTORY_BYTES: usize = 128 * 1024 * 1024;
 /// The most write requests one transaction takes.
 const BATCH: usize = 1024;
 
@@ -42,8 +45,13 @@ struct Shared {
 
 struct State {
     objects: BTreeMap<String, Object>,
-    /// Events with contiguous revisions `first..=revision`.
-    history: VecDeque<Arc<Event>>,
+    /// Events with contiguous revisions `first..=revision`, each with the
+    /// size of its object as stored.
+    history: VecDeque<(Arc<Event>, usize)>,
+    /// The sum of the sizes in `history`.
+    history_bytes: usize,
+    /// The most bytes `history` may hold.
+    max_history_bytes: usize,
     revision: u64,
 }
 
@@ -52,7 +60,7 @@ impl State {
     fn oldest(&self) -> u64 {
         self.history
             .front()
-            .map_or(self.revision, |e| e.revision - 1)
+            .map_or(self.revision, |(e, _)| e.revision - 1)
     }
 
     /// Events after `after` whose key starts with `prefix`, at most `limit`.
@@ -69,6 +77,7 @@ impl State {
             .history
             .iter()
             .skip(skip)
+            .map(|(e, _)| e)
             .filter(|e| e.key.starts_with(prefix))
             .take(limit)
             .cloned()
@@ -90,13 +99,21 @@ struct WriteRequest {
 impl RedbStore {
     /// Opens (or creates) the database at `path` and loads it into memory.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_history(path, HISTORY_BYTES)
+    }
+
+    fn open_with_history(path: &Path, max_history_bytes: usize) -> Result<Self> {
         let db = Database::create(path).map_err(backend)?;
+        // The store holds Secrets.
+        peapod_common::private::file(path).map_err(backend)?;
         let (objects, revision) = load(&db)?;
         let (committed, _) = watch::channel(revision);
         let shared = Arc::new(Shared {
             state: RwLock::new(State {
                 objects,
                 history: VecDeque::new(),
+                history_bytes: 0,
+                max_history_bytes,
                 revision,
             }),
             committed,
@@ -172,6 +189,8 @@ fn load(db: &Database) -> Result<(BTreeMap<String, Object>, u64)> {
 struct Staged {
     reply: oneshot::Sender<Result<Object>>,
     event: Arc<Event>,
+    /// The size of the event's object, for the history's budget.
+    bytes: usize,
 }
 
 fn writer(db: Database, shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequest>) {
@@ -219,18 +238,21 @@ fn commit_batch(db: &Database, shared: &Shared, requests: Vec<WriteRequest>) -> 
             revision += 1;
             set_revision(&mut object, revision);
             let object = Arc::new(object);
-            if kind == EventType::Deleted {
+            let size = if kind == EventType::Deleted {
                 table.remove(key.as_str()).map_err(backend)?;
                 overlay.insert(key.clone(), None);
+                crate::limits::size(&object)
             } else {
                 let bytes = serde_json::to_vec(&*object).map_err(backend)?;
                 table
                     .insert(key.as_str(), bytes.as_slice())
                     .map_err(backend)?;
                 overlay.insert(key.clone(), Some(object.clone()));
-            }
+                bytes.len()
+            };
             staged.push(Staged {
                 reply,
+                bytes: size,
                 event: Arc::new(Event {
                     kind,
                     key: key.into(),
@@ -264,10 +286,16 @@ fn commit_batch(db: &Database, shared: &Shared, requests: Vec<WriteRequest>) -> 
                 EventType::Deleted => state.objects.remove(&*e.key),
                 _ => state.objects.insert(e.key.to_string(), e.object.clone()),
             };
-            state.history.push_back(e.clone());
+            state.history.push_back((e.clone(), s.bytes));
+            state.history_bytes += s.bytes;
         }
-        while state.history.len() > HISTORY {
-            state.history.pop_front();
+        // The newest event stays even when it alone is over the budget.
+        while state.history.len() > 1
+            && (state.history.len() > HISTORY || state.history_bytes > state.max_history_bytes)
+        {
+            if let Some((_, bytes)) = state.history.pop_front() {
+                state.history_bytes -= bytes;
+            }
         }
         state.revision = revision;
     }

@@ -275,7 +275,8 @@ pub async fn run(
     config: AgentConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    // Pods' volumes (Secrets among them) and images live here.
+    peapod_common::private::dir(&config.data_dir)?;
     rundir::ensure_in_memory(&config.run_dir)?;
     // The Wasm runtime comes first: the node advertises whether it has one.
     let mut config = config;

@@ -113,8 +113,8 @@ fn authorized(node: &NodeCtx, headers: &HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == node.config.token)
+        .and_then(peapod_common::token::bearer)
+        .is_some_and(|t| peapod_common::token::matches(&node.config.token, t))
 }
 
 fn error(code: StatusCode, message: &str) -> Response {

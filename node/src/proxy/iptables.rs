@@ -85,6 +85,7 @@ fn hooks(chains: &Chains) -> Vec<(&'static str, &'static str, Vec<String>)> {
         .to_vec();
     let jump = |target: String| vec!["-j".to_string(), target];
     vec![
+        ("filter", "INPUT", jump(chains.firewall())),
         ("nat", "PREROUTING", jump(services.clone())),
         ("nat", "OUTPUT", jump(services.clone())),
         ("nat", "POSTROUTING", jump(chains.snat())),

@@ -11,7 +11,10 @@
 //! network, to a node port, or a pod reaching itself) is marked and
 //! masqueraded in `<P>-SNAT` (from POSTROUTING).
 //! filter: `<P>-SERVICES` rejects traffic to Services without endpoints;
-//! `<P>-FORWARD` accepts pod and Service traffic.
+//! `<P>-FORWARD` accepts pod and Service traffic; `<P>-FIREWALL` (from
+//! INPUT) drops loopback-addressed traffic from elsewhere, which
+//! `route_localnet` (for node ports on 127.0.0.1) would otherwise let a
+//! neighbour send to services bound to 127.0.0.1 (CVE-2020-8558).
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -82,6 +85,9 @@ impl Chains {
     }
     pub fn forward(&self) -> String {
         format!("{}-FORWARD", self.prefix)
+    }
+    pub fn firewall(&self) -> String {
+        format!("{}-FIREWALL", self.prefix)
     }
 
     /// The per-object chain kinds, whose stale members are deleted.
@@ -251,8 +257,13 @@ pub fn render(
     }
     nat.push_str("COMMIT\n");
 
-    let forward = chains.forward();
-    let mut filter = format!("*filter\n:{filter_services} - [0:0]\n:{forward} - [0:0]\n");
+    let (forward, firewall) = (chains.forward(), chains.firewall());
+    let mut filter =
+        format!("*filter\n:{filter_services} - [0:0]\n:{forward} - [0:0]\n:{firewall} - [0:0]\n");
+    // Node ports on 127.0.0.1 are DNATed before INPUT: those pass.
+    filter.push_str(&format!(
+        "-A {firewall} ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"peapod: block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n"
+    ));
     for r in &filter_rules {
         filter.push_str(r);
         filter.push('\n');

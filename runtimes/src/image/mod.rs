@@ -1,7 +1,8 @@
 //! Images: pulled from OCI distribution registries with `oci-client`,
 //! layers kept once in a content-addressed store shared by every pod
 //! (`<root>/layers/<digest>/` unpacked, ready for overlayfs), and per
-//! reference the manifest digest and image config.
+//! reference the manifest digest and image config, in a record named by
+//! the SHA-256 of the reference (names that differ never share a record).
 
 mod overlay;
 mod push;
@@ -113,16 +114,17 @@ pub struct ImageStore {
     layer_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
-fn safe_name(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// A content digest (`algorithm:hex`, as the manifest names it) as a file
+/// name, or `None` when it is not one: the manifest comes from the
+/// registry, and a digest such as `..` must not name a path.
+pub fn digest_file_name(digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    let algorithm_ok = !algorithm.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+    let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    (algorithm_ok && hex_ok && !algorithm.starts_with('.')).then(|| format!("{algorithm}_{hex}"))
 }
 
 impl ImageStore {
@@ -144,13 +146,14 @@ impl ImageStore {
     }
 
     fn record_path(&self, reference: &str) -> PathBuf {
-        self.root
-            .join("images")
-            .join(format!("{}.json", safe_name(reference)))
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(reference.as_bytes());
+        let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        self.root.join("images").join(format!("{name}.json"))
     }
 
-    fn layer_dir(&self, digest: &str) -> PathBuf {
-        self.root.join("layers").join(safe_name(digest))
+    fn layer_dir(&self, digest: &str) -> Option<PathBuf> {
+        Some(self.root.join("layers").join(digest_file_name(digest)?))
     }
 
     /// The locally stored image, if any.
@@ -203,7 +206,15 @@ impl ImageStore {
         let mut layers = Vec::new();
         let mut wasm = None;
         for layer in &manifest.layers {
-            let dir = self.layer_dir(&layer.digest);
+            let dir = self
+                .layer_dir(&layer.digest)
+                .ok_or_else(|| ImageError::Pull {
+                    image: reference.into(),
+                    message: format!(
+                        "the manifest names a layer by an invalid digest {:?}",
+                        layer.digest
+                    ),
+                })?;
             if WASM_LAYER_TYPES.contains(&layer.media_type.as_str()) {
                 let file = dir.join("module.wasm");
                 if !file.exists() {
@@ -310,4 +321,39 @@ impl ImageStore {
 enum LayerError {
     Pull(oci_client::errors::OciDistributionError),
     Io(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_digests_name_layer_directories() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            digest_file_name(&format!("sha256:{hex}")),
+            Some(format!("sha256_{hex}"))
+        );
+        for bad in [
+            "..",
+            "sha256:..",
+            "sha256:../../etc",
+            &format!("../sha256:{hex}"),
+            &format!("sha256:{hex}/x"),
+            &format!(".:{hex}"),
+            "sha256:abc",
+            "",
+        ] {
+            assert_eq!(digest_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn references_that_once_shared_a_record_have_their_own() {
+        let store = ImageStore::new(Path::new("/nonexistent"), Vec::new());
+        let a = store.record_path("registry:5000/a_b/c:1");
+        let b = store.record_path("registry:5000/a/b_c:1");
+        assert_ne!(a, b);
+        assert_eq!(a, store.record_path("registry:5000/a_b/c:1"));
+    }
 }

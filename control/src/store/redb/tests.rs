@@ -133,3 +133,23 @@ async fn watch_from_before_the_kept_history_is_gone() {
     assert!(matches!(store.watch("a/", 1), Err(StoreError::Gone { .. })));
     assert!(store.watch("a/", 2).is_ok());
 }
+
+#[tokio::test]
+async fn the_history_keeps_a_bounded_number_of_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open_with_history(&dir.path().join("db.redb"), 100 * 1024).unwrap();
+    let big =
+        |i: u32| json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(10 * 1024), "i": i}});
+    store.create("a/big", big(0)).await.unwrap();
+    for i in 1..50 {
+        store.update("a/big", big(i), None).await.unwrap();
+    }
+    // About ten 10 KiB versions fit in 100 KiB: the first writes are gone,
+    // the recent ones still replay.
+    assert!(matches!(store.watch("a/", 1), Err(StoreError::Gone { .. })));
+    let events: Vec<_> = store.watch("a/", 45).unwrap().take(5).collect().await;
+    assert_eq!(events.len(), 5);
+    let state = store.shared.state.read().unwrap();
+    assert!(state.history_bytes <= 100 * 1024, "{}", state.history_bytes);
+    assert!(state.history.len() >= 8, "{}", state.history.len());
+}
