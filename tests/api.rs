@@ -316,6 +316,42 @@ fn create_generators_send_protobuf_and_work() {
     assert_eq!(ing, "app.example.com app");
 }
 
+/// A `kind: List` manifest, as `kubectl get -o yaml` writes one, applies
+/// again; kubectl validates Lists against OpenAPI v2, and the server still
+/// refuses an item with an unknown field.
+#[test]
+fn a_list_from_get_o_yaml_applies_again() {
+    let s = Server::start();
+    s.ok(&["create", "configmap", "one", "--from-literal=a=1"]);
+    s.ok(&["create", "configmap", "two", "--from-literal=b=2"]);
+    let saved = s.ok(&["get", "configmaps", "one", "two", "-o", "yaml"]);
+    assert!(saved.contains("kind: List"), "{saved}");
+    s.ok(&["delete", "configmap", "one", "two"]);
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &saved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "configmaps",
+            "one",
+            "two",
+            "-o",
+            "jsonpath={.items[*].data}"
+        ]),
+        r#"{"a":"1"} {"b":"2"}"#
+    );
+    let bad = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "three"}, "bogus": 1}]}"#;
+    let out = s.kubectl_stdin(&["create", "-f", "-"], bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"unknown field "bogus""#), "{err}");
+}
+
 #[test]
 fn reapplying_a_changed_manifest_updates_and_bumps_generation() {
     let s = Server::start();

@@ -171,6 +171,11 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
             json_response(StatusCode::OK, &discovery::resource_list(api.catalog, g, v))
         }
         Route::OpenApiIndex => json_response(StatusCode::OK, &api.schemas.index()),
+        Route::OpenApiV2 => bytes_response(
+            StatusCode::OK,
+            crate::openapi::v2::CONTENT_TYPE,
+            crate::openapi::v2::document(),
+        ),
         Route::OpenApiDocument(doc) => match api.schemas.document(&doc) {
             Some((body, hash)) => {
                 let mut r = bytes_response(StatusCode::OK, "application/json", body.to_vec());

@@ -26,6 +26,8 @@ pub enum Route {
     Group(&'static str),
     OpenApiIndex,
     OpenApiDocument(String),
+    /// `/openapi/v2`
+    OpenApiV2,
     Resource(ResourcePath),
     /// A path naming nothing served (a 404, with a message).
     NotFound(String),
@@ -37,6 +39,7 @@ pub fn route(catalog: &'static Catalog, path: &str) -> Route {
     match segments.as_slice() {
         ["api"] => Route::CoreGroups,
         ["apis"] => Route::Groups,
+        ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3"] => Route::OpenApiIndex,
         ["openapi", "v3", rest @ ..] => Route::OpenApiDocument(rest.join("/")),
         ["api", version, rest @ ..] => resource_route(catalog, "", version, rest),

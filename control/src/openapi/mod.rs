@@ -5,6 +5,7 @@
 
 mod document;
 mod unknown;
+pub mod v2;
 
 pub use unknown::unknown_fields;
 
