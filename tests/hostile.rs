@@ -739,3 +739,51 @@ impl Drop for KilledOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// One client address may hold a bounded number of watches: past it the
+/// server answers 429 with `Retry-After`, other requests are still served,
+/// and when a watch closes the waiting client (client-go retries on 429)
+/// gets in.
+#[test]
+fn watches_per_client_are_capped() {
+    let s = Server::start_with(&["--max-watches-per-client", "3"]);
+    let watch = |timeout: &str| {
+        KilledOnDrop(
+            s.command(&[
+                "get",
+                "--raw",
+                &format!(
+                    "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds={timeout}"
+                ),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl"),
+        )
+    };
+    let mut held: Vec<KilledOnDrop> = (0..3).map(|_| watch("3600")).collect();
+    let mut fourth = watch("1");
+    assert!(
+        eventually(Duration::from_secs(20), || s
+            .log()
+            .contains("holds 3 watches: refused one more")),
+        "the fourth watch was not refused: {}",
+        s.log()
+    );
+    // Requests other than watches are still served.
+    s.ok(&["get", "configmaps"]);
+    assert!(
+        fourth.0.try_wait().unwrap().is_none(),
+        "kubectl gave up at once"
+    );
+    drop(held.pop());
+    assert!(
+        eventually(Duration::from_secs(20), || fourth
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some_and(|status| status.success())),
+        "the fourth watch never got in"
+    );
+}

@@ -20,22 +20,44 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(32);
 /// accept, so that one client cannot take every file descriptor.
 pub const MAX_CONNECTIONS_PER_CLIENT: usize = 512;
 
-/// Open connections per client address.
-#[derive(Clone, Default)]
-pub struct Clients(Arc<Mutex<HashMap<IpAddr, usize>>>);
+/// What one client address holds open (connections, or watches), at
+/// most `limit` at once.
+#[derive(Clone)]
+pub struct Clients {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    limit: usize,
+}
 
-/// One counted connection; uncounted when dropped.
+impl Default for Clients {
+    /// Connections: [`MAX_CONNECTIONS_PER_CLIENT`].
+    fn default() -> Self {
+        Clients::with_limit(MAX_CONNECTIONS_PER_CLIENT)
+    }
+}
+
+/// One counted connection (or watch); uncounted when dropped.
 pub struct Counted {
     clients: Clients,
     ip: IpAddr,
 }
 
 impl Clients {
-    /// Counts a new connection from `ip`, or `None` when it has too many.
+    pub fn with_limit(limit: usize) -> Clients {
+        Clients {
+            open: Arc::default(),
+            limit,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Counts one more from `ip`, or `None` when it holds its limit.
     pub fn admit(&self, ip: IpAddr) -> Option<Counted> {
-        let mut open = self.0.lock().expect("lock");
+        let mut open = self.open.lock().expect("lock");
         let n = open.entry(ip).or_default();
-        if *n >= MAX_CONNECTIONS_PER_CLIENT {
+        if *n >= self.limit {
             return None;
         }
         *n += 1;
@@ -48,7 +70,7 @@ impl Clients {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let mut open = self.clients.0.lock().expect("lock");
+        let mut open = self.clients.open.lock().expect("lock");
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

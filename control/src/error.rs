@@ -286,6 +286,14 @@ impl ApiError {
         )
     }
 
+    /// 429, with when to try again (sent as `Retry-After` too).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u32) -> Self {
+        ApiError {
+            details: Some(json!({"retryAfterSeconds": retry_after_seconds})),
+            ..Self::new(429, "TooManyRequests", message)
+        }
+    }
+
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(413, "RequestEntityTooLarge", message)
     }

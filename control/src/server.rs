@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub controllers: crate::controllers::Settings,
     /// Where Services' cluster IPs and node ports come from.
     pub service_network: crate::objects::services::ServiceNetwork,
+    /// Watches one client address may hold open.
+    pub max_watches_per_client: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,13 +133,16 @@ impl ControlPlane {
                     groups: vec!["system:nodes".into(), "system:authenticated".into()],
                 },
             );
-        let api = Arc::new(Api::new(
-            objects.clone(),
-            auth,
-            address.to_string(),
-            credentials.ca_cert_pem.clone(),
-            credentials.node_token.clone(),
-        ));
+        let api = Arc::new(
+            Api::new(
+                objects.clone(),
+                auth,
+                address.to_string(),
+                credentials.ca_cert_pem.clone(),
+                credentials.node_token.clone(),
+            )
+            .with_watch_limit(config.max_watches_per_client),
+        );
         let tls = tls::server_config(&credentials.server_cert_pem, &credentials.server_key_pem)
             .map_err(ServerError::Config)?;
         let serving = tokio::spawn(tls::serve(listener, tls, api.clone().router()));

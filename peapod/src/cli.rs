@@ -234,6 +234,9 @@ pub struct ServerArgs {
     /// nodeipam, nodelifecycle); repeatable.
     #[arg(long = "disable-controller")]
     pub disable_controllers: Vec<String>,
+    /// Watches one client address may hold open; more get 429.
+    #[arg(long, default_value_t = peapod_control::api::MAX_WATCHES_PER_CLIENT)]
+    pub max_watches_per_client: usize,
 }
 
 impl Cli {

@@ -90,6 +90,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         listen: args.listen,
         store: args.store.clone(),
         tls_sans: args.tls_sans.clone(),
+        max_watches_per_client: args.max_watches_per_client,
         controllers: peapod_control::controllers::Settings {
             node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
             pod_eviction_timeout: Duration::from_secs(args.pod_eviction_timeout),

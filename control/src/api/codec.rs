@@ -85,7 +85,15 @@ pub fn bytes_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> 
 
 pub fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(status, &e.to_status())
+    let mut r = json_response(status, &e.to_status());
+    let retry = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64());
+    if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn partial_metadata(o: &Value) -> Value {

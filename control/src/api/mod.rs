@@ -47,7 +47,13 @@ pub struct Api {
     /// What the server presents to nodes' APIs (logs, exec).
     pub node_token: String,
     pub encoded: encoded::EncodedCache,
+    /// Open watches per client address.
+    pub watches: peapod_common::conn::Clients,
 }
+
+/// Watches one client address may hold open at once: each holds a task
+/// and up to a few MiB of events; a node or kubectl holds a handful.
+pub const MAX_WATCHES_PER_CLIENT: usize = 1000;
 
 impl Api {
     pub fn new(
@@ -66,7 +72,14 @@ impl Api {
             ca_pem,
             node_token,
             encoded: encoded::EncodedCache::new(32 * 1024),
+            watches: peapod_common::conn::Clients::with_limit(MAX_WATCHES_PER_CLIENT),
         }
+    }
+
+    /// The same, allowing `limit` open watches per client address.
+    pub fn with_watch_limit(mut self, limit: usize) -> Api {
+        self.watches = peapod_common::conn::Clients::with_limit(limit);
+        self
     }
 
     pub fn router(self: Arc<Self>) -> Router {

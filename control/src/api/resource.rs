@@ -28,6 +28,9 @@ pub struct Call<'a> {
     pub params: Params,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The client's address (none for the control plane's own loops,
+    /// which call the API in process).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Call<'_> {
@@ -94,6 +97,10 @@ pub async fn handle(
             "the server could not find the requested resource",
         ));
     }
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let call = Call {
         api,
         rt: rp.rt,
@@ -102,6 +109,7 @@ pub async fn handle(
         params: Params::parse(parts.uri.query()),
         headers: parts.headers,
         body,
+        client,
     };
     let method = parts.method;
     let has_name = call.name.is_some();

@@ -102,6 +102,17 @@ fn error_line(e: &ApiError) -> bytes::Bytes {
 
 pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
     let rt = call.rt;
+    // Held by the watch's task: one fewer for the client when it ends.
+    let counted = match call.client {
+        None => None,
+        Some(ip) => Some(call.api.watches.admit(ip).ok_or_else(|| {
+            tracing::warn!(
+                "{ip} holds {} watches: refused one more",
+                call.api.watches.limit()
+            );
+            ApiError::too_many_requests("Too many requests, please try again later.", 1)
+        })?),
+    };
     let how = call.rendering()?;
     let mut opts: ListOptions = call.params.list_options()?;
     if let Some(name) = &call.name {
@@ -147,6 +158,7 @@ pub async fn serve(call: &Call<'_>) -> ApiResult<Response> {
     };
     let api = call.api.clone();
     tokio::spawn(async move {
+        let _counted = counted;
         let mut enc = Encoder {
             rt,
             how,
