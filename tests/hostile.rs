@@ -27,11 +27,12 @@ impl std::ops::Deref for Cluster {
     }
 }
 
-/// `peapod up` pulling from `registry`, with `extra` flags.
-fn cluster(tag: &str, registry: &Registry, extra: &[&str]) -> Cluster {
+/// `peapod up` pulling from `registry` (`host:port`) over plain HTTP,
+/// with `extra` flags.
+fn cluster(tag: &str, registry: &str, extra: &[&str]) -> Cluster {
     let run = tempfile::tempdir().unwrap();
     let mut flags = up_flags(tag, run.path());
-    flags.extend(["--insecure-registry".to_string(), registry.address.clone()]);
+    flags.extend(["--insecure-registry".to_string(), registry.to_string()]);
     flags.extend(extra.iter().map(|f| f.to_string()));
     let s = Server::up(flags);
     assert!(
@@ -54,7 +55,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
     std::fs::write(&victim, b"host data").unwrap();
     let registry = Registry::start();
     let image = registry.push_hostile(host.path());
-    let s = cluster("hostile", &registry, &[]);
+    let s = cluster("hostile", &registry.address, &[]);
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: layer}}\nspec:\n  containers:\n  - {{name: c, image: \"{image}\"}}\n"
     ));
@@ -105,7 +106,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
 fn a_sub_path_cannot_leave_its_volume() {
     let registry = Registry::start();
     let image = registry.push_busybox();
-    let s = cluster("subpath", &registry, &[]);
+    let s = cluster("subpath", &registry.address, &[]);
     let pod = |name: &str, init: &str, sub: &str| {
         format!(
             r#"
@@ -190,7 +191,7 @@ fn a_container_cannot_write_into_a_config_map_volume() {
     let host = tempfile::tempdir().unwrap();
     let victim = host.path().join("victim");
     std::fs::write(&victim, b"host data").unwrap();
-    let s = cluster("configmap", &registry, &["--sync-frequency", "2"]);
+    let s = cluster("configmap", &registry.address, &["--sync-frequency", "2"]);
     s.apply(&format!(
         r#"
 apiVersion: v1
@@ -583,7 +584,7 @@ fn look_alike_image_names_are_different_images() {
     };
     let first = copy(&busybox, "look/a_b:1");
     let second = copy(&hostile, "look_a/b:1");
-    let s = cluster("lookalike", &registry, &[]);
+    let s = cluster("lookalike", &registry.address, &[]);
     let pod = |name: &str, image: &str| {
         s.apply(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: \"{image}\", imagePullPolicy: IfNotPresent, command: [sleep, \"3600\"]}}\n"
@@ -786,4 +787,149 @@ fn watches_per_client_are_capped() {
             .is_some_and(|status| status.success())),
         "the fourth watch never got in"
     );
+}
+
+/// Node objects are data anyone with write access to the API can make: a
+/// Node claiming the host's LAN, half the Internet or the whole cluster
+/// CIDR as its pod CIDR gets no route on the other nodes; a proper block
+/// of the cluster CIDR does.
+#[test]
+fn a_node_object_cannot_route_the_hosts_traffic_away() {
+    use support::hosts::TestNet;
+
+    let mut net = TestNet::new(1);
+    let s = Server::start_on(&format!("{}:0", net.gateway()));
+    let token = s.dir.path().join("node-token");
+    net.start_node(0, &s.url, &token, &[]);
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "nodes"]).contains(" Ready ")),
+        "{}",
+        net.log(0)
+    );
+    let [a, b, c, _] = net.gateway().octets();
+    let lan = format!("{a}.{b}.{c}.0/24");
+    let peer = format!("{a}.{b}.{c}.200");
+    for (name, cidr) in [
+        ("good", "10.244.200.0/24"),
+        ("lan", lan.as_str()),
+        ("everything", "0.0.0.0/1"),
+        ("whole", "10.244.0.0/16"),
+    ] {
+        s.apply(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{podCIDR: \"{cidr}\"}}\n"
+        ));
+        s.ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{peer}"}}]}}}}"#
+            ),
+        ]);
+    }
+    let routes = || net.exec(0, &["ip", "route"]);
+    assert!(
+        eventually(WAIT, || routes()
+            .contains(&format!("10.244.200.0/24 via {peer}"))),
+        "the proper block was never routed: {}\n{}",
+        routes(),
+        net.log(0)
+    );
+    let r = routes();
+    for hostile in [lan.as_str(), "0.0.0.0/1", "10.244.0.0/16"] {
+        assert!(
+            !r.contains(&format!("{hostile} via")),
+            "{hostile} was routed: {r}"
+        );
+    }
+    assert!(
+        net.log(0).contains("is not a block of the cluster CIDR"),
+        "{}",
+        net.log(0)
+    );
+}
+
+/// Accepts connections on loopback and never answers on them.
+fn silent_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    address
+}
+
+/// A registry that accepts the connection and then sends nothing: the
+/// pull fails within about a minute (two requests of a 30 s read timeout)
+/// with an event, instead of hanging the pod.
+#[test]
+fn a_registry_that_goes_silent_fails_the_pull() {
+    let registry = silent_server();
+    let s = cluster("stall", &registry, &[]);
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: stalled}}\nspec:\n  containers:\n  - {{name: c, image: \"{registry}/stall:1\"}}\n"
+    ));
+    let events = || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=stalled",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(150), || events()
+            .contains("Failed to pull image")),
+        "the pull never failed: {}\n{}",
+        events(),
+        s.log()
+    );
+}
+
+/// A server that accepts the node's connection and says nothing: the
+/// join fails with an error instead of waiting for ever.
+#[test]
+fn a_node_does_not_wait_for_ever_on_a_silent_server() {
+    let server = silent_server();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "K10abc::node:secret\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut node = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_peapod"))
+            .args([
+                "node",
+                "--server",
+                &format!("https://{server}"),
+                "--token-file",
+            ])
+            .arg(&token)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start peapod node"),
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || node
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the node still waits after {:?}",
+        started.elapsed()
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut node.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!node.0.wait().unwrap().success());
+    assert!(err.contains(&server), "{err}");
 }

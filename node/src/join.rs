@@ -50,11 +50,21 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// How long the CA fetch may wait for an answer.
+const BOOTSTRAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long any API response may go silent. Watches are asked for
+/// bookmarks (every 60 s here) and end within 290 s, so only a server
+/// that stopped answering goes past it (kube-rs's former default).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(295);
+
 /// An API client for `server` authenticated with `token`.
 pub async fn client(server: &str, token: &str) -> Result<kube::Client, JoinError> {
     let url: http::Uri = server.parse().map_err(|_| JoinError::Url(server.into()))?;
     let mut bootstrap = kube::Config::new(url.clone());
     bootstrap.accept_invalid_certs = true;
+    // A server that accepts and then says nothing must not hold the join.
+    bootstrap.read_timeout = Some(BOOTSTRAP_TIMEOUT);
     let ca = kube::Client::try_from(bootstrap)?
         .request_text(
             http::Request::get("/cacerts")
@@ -81,6 +91,7 @@ pub async fn client(server: &str, token: &str) -> Result<kube::Client, JoinError
     let mut config = kube::Config::new(url);
     config.root_cert = Some(certs);
     config.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
+    config.read_timeout = Some(READ_TIMEOUT);
     Ok(kube::Client::try_from(config)?)
 }
 

@@ -34,7 +34,10 @@ struct NodeProcess {
 
 impl TestNet {
     pub fn new(n: usize) -> TestNet {
-        let id = std::process::id() & 0xffff;
+        // Unique per process and per net: tests of one binary run side by side.
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let id = (std::process::id() * 4 + NEXT.fetch_add(1, Ordering::Relaxed)) & 0xffff;
         let subnet = (id % 200 + 20) as u8;
         let bridge = format!("tb{id:x}");
         let mut net = TestNet {

@@ -367,6 +367,11 @@ impl Network {
         Ok(())
     }
 
+    /// This node's pod CIDR.
+    pub fn pod_cidr(&self) -> Ipv4Net {
+        self.config.pod_cidr
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.config.state_dir
     }

@@ -14,6 +14,7 @@ pub use push::push_wasm;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -136,6 +137,13 @@ impl ImageStore {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure),
+            // A registry that stops sending fails the pull instead of
+            // holding the pod in ContainerCreating for ever. A pull makes
+            // two requests before the first byte of a layer, so a silent
+            // registry fails it in a minute (kubelet's image pull progress
+            // deadline).
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(30)),
             ..Default::default()
         });
         ImageStore {
