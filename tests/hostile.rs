@@ -46,6 +46,18 @@ fn cluster(tag: &str, registry: &str, extra: &[&str]) -> Cluster {
     }
 }
 
+/// The messages of the events about the object `name`.
+fn events_of(s: &Server, name: &str) -> String {
+    s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "jsonpath={.items[*].message}",
+    ])
+}
+
 /// A layer with a symlink out of the rootfs and a whiteout through it
 /// (the unpacker once followed the link and deleted the host's file).
 #[test]
@@ -59,16 +71,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: layer}}\nspec:\n  containers:\n  - {{name: c, image: \"{image}\"}}\n"
     ));
-    let events = || {
-        s.ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.name=layer",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ])
-    };
+    let events = || events_of(&s, "layer");
     assert!(
         eventually(WAIT, || {
             let e = events();
@@ -155,14 +158,7 @@ spec:
         "{}",
         s.ok(&["describe", "pod", "planted"])
     );
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=planted",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
+    let events = events_of(&s, "planted");
     assert!(
         events.contains("subPath \"escape\" leads out of the volume"),
         "{events}"
@@ -610,14 +606,7 @@ fn look_alike_image_names_are_different_images() {
         !p.contains("Running"),
         "the second name ran the first image: {p}"
     );
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=second",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
+    let events = events_of(&s, "second");
     assert!(events.contains("leads out of the layer"), "{events}");
 }
 
@@ -875,16 +864,7 @@ fn a_registry_that_goes_silent_fails_the_pull() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: stalled}}\nspec:\n  containers:\n  - {{name: c, image: \"{registry}/stall:1\"}}\n"
     ));
-    let events = || {
-        s.ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.name=stalled",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ])
-    };
+    let events = || events_of(&s, "stalled");
     assert!(
         eventually(Duration::from_secs(150), || events()
             .contains("Failed to pull image")),
