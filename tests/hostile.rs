@@ -913,3 +913,130 @@ fn a_node_does_not_wait_for_ever_on_a_silent_server() {
     assert!(!node.0.wait().unwrap().success());
     assert!(err.contains(&server), "{err}");
 }
+
+/// The files of container `c`'s first run under `dir`, with their sizes.
+fn log_files(dir: &std::path::Path, c: &str) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if p.parent().is_some_and(|d| d.ends_with(format!("logs/{c}")))
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("0.log"))
+            {
+                found.push((p, meta.len()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_container_cannot_fill_the_disk_with_its_log() {
+    let registry = Registry::start();
+    let image = registry.push_busybox();
+    let s = cluster(
+        "logs",
+        &registry.address,
+        &[
+            "--container-log-max-size",
+            "256Ki",
+            "--container-log-max-files",
+            "3",
+        ],
+    );
+    // 800 numbered lines of 1 KiB in batches, rotating the log three times
+    // while `kubectl logs -f` follows; then a 40 KB line of two-byte
+    // characters, bytes that are not UTF-8, and a marker. (`yes | head`
+    // also needs SIGPIPE at its default in the container: ignored, as the
+    // shim has it, `yes` spins for ever.)
+    s.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: chatty}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command:
+    - sh
+    - -c
+    - |
+      sleep 4
+      pad=$(printf '%01000d' 0)
+      n=0
+      for b in 1 2 3 4 5 6 7 8; do
+        for i in $(seq 100); do n=$((n+1)); echo "line $n $pad"; done
+        sleep 0.6
+      done
+      yes é | head -n 20000 | tr -d '\n'; echo
+      printf 'bad \377\376 bytes\n'
+      echo done
+      sleep 3600
+"#
+    ));
+    assert!(
+        eventually(WAIT, || s.ok(&["get", "pod", "chatty"]).contains("Running")),
+        "{}",
+        s.ok(&["describe", "pod", "chatty"])
+    );
+    let follow = s
+        .command(&["logs", "-f", "chatty"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut follow = KilledOnDrop(follow);
+    // Read as it comes: a full pipe would stall kubectl.
+    let mut stdout = follow.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+        out
+    });
+    assert!(
+        eventually(WAIT, || s.ok(&["logs", "chatty", "--tail", "1"])
+            == "done\n"),
+        "{:?}",
+        s.ok(&["logs", "chatty", "--tail", "3", "--limit-bytes", "300"])
+    );
+    // At most three files, each about the limit: the disk use is bounded.
+    let files = log_files(s.dir.path(), "c");
+    let total: u64 = files.iter().map(|(_, n)| n).sum();
+    assert!((2..=3).contains(&files.len()), "{files:?}");
+    assert!(total <= 3 * (256 << 10) + (64 << 10), "{files:?}");
+    // The follower read across every rotation: all 800 lines, in order.
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = follow.0.kill();
+    let followed = String::from_utf8(reader.join().unwrap()).expect("the stream is UTF-8");
+    let numbers: Vec<u32> = followed
+        .lines()
+        .filter_map(|l| l.strip_prefix("line ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(numbers, (1..=800).collect::<Vec<_>>());
+    assert!(
+        followed.contains(&format!("\n{}\n", "é".repeat(20000))),
+        "the long line arrives whole"
+    );
+    assert!(
+        followed.contains("bad \u{fffd}\u{fffd} bytes\n"),
+        "{}",
+        &followed[followed.len() - 200..]
+    );
+    // A tail is read from the end; a byte limit cuts where it says.
+    assert_eq!(
+        s.ok(&["logs", "chatty", "--tail", "3"]),
+        format!("{}\nbad \u{fffd}\u{fffd} bytes\ndone\n", "é".repeat(20000))
+    );
+    assert_eq!(
+        s.ok(&["logs", "chatty", "--tail", "1", "--limit-bytes", "2"]),
+        "do"
+    );
+}

@@ -91,6 +91,7 @@ impl Fixture {
             resources: Resources::default(),
             security: Security::default(),
             log: base.join("log"),
+            log_rotation: Default::default(),
             streams: Default::default(),
         }
     }

@@ -63,6 +63,10 @@ pub struct ShimArgs {
     pub root: PathBuf,
     #[arg(long)]
     pub log: PathBuf,
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub log_max_size: u64,
+    #[arg(long, default_value_t = 5)]
+    pub log_max_files: u32,
     #[arg(long)]
     pub cgroup: String,
     #[arg(long)]
@@ -171,6 +175,14 @@ pub struct AgentArgs {
     /// default; Peapod keeps a fork bomb in one pod from starving the node.
     #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
+    /// Size at which a container's log is rotated, as a quantity (the
+    /// kubelet's `containerLogMaxSize`).
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
+    pub container_log_max_size: u64,
+    /// Files of a container's log kept, the current one included (the
+    /// kubelet's `containerLogMaxFiles`; at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
     /// Seconds between refreshes of running pods' ConfigMap, Secret,
     /// projected and downward API volumes (the kubelet's sync frequency).
     #[arg(long, default_value_t = 60)]
@@ -247,4 +259,12 @@ impl Cli {
     pub fn is_shim(&self) -> bool {
         matches!(self.command, Command::OciShim(_))
     }
+}
+
+/// A byte size written as a Kubernetes quantity (`10Mi`, `500k`, `1048576`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    peapod_common::quantity::value(s)
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is not a positive size (e.g. 10Mi)"))
 }

@@ -21,6 +21,10 @@ impl Cli {
                 state: a.state.clone(),
                 root: a.root.clone(),
                 log: a.log.clone(),
+                log_rotation: peapod_runtimes::logs::Rotation {
+                    max_size: a.log_max_size,
+                    max_files: a.log_max_files,
+                },
                 cgroup: a.cgroup.clone(),
                 sockets: a.sockets.clone(),
                 streams: oci::Streams {
@@ -143,6 +147,10 @@ fn agent_config(
         labels: labels(&args.labels)?,
         max_pods: args.max_pods,
         pod_pids_limit: u64::try_from(args.pod_max_pids).ok(),
+        container_log: peapod_runtimes::logs::Rotation {
+            max_size: args.container_log_max_size,
+            max_files: args.container_log_max_files,
+        },
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         manifests_dir: data_dir.join("manifests"),

@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub max_pods: u32,
     /// The most processes and threads a pod may have; `None`: no limit.
     pub pod_pids_limit: Option<u64>,
+    /// When container logs rotate and how many files of each are kept.
+    pub container_log: peapod_runtimes::logs::Rotation,
     /// The cluster DNS server pods with `dnsPolicy: ClusterFirst` use;
     /// without one they get the host's resolver configuration.
     pub cluster_dns: Option<Ipv4Addr>,

@@ -9,15 +9,9 @@ use peapod_runtimes::oci::Exit;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
+use super::plan::{self, Seen, State};
 use super::run::Run;
 use super::sandbox::PodDir;
-
-/// Crash-loop back-off: the first restart at once, then 10 s doubling to
-/// 5 min, reset after 10 min of running without trouble (the kubelet's
-/// numbers).
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
 /// How a run ended, as the pod status shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,13 +144,30 @@ impl ContainerState {
         self.ready = false;
     }
 
+    /// What the plan needs to know of it.
+    pub fn seen(&self) -> Seen<'_> {
+        Seen {
+            state: match &self.current {
+                Current::Waiting { reason, .. } => State::Waiting(reason),
+                Current::Running(_) => State::Running,
+                Current::Terminated(t) => State::Terminated(t.exit_code),
+            },
+            not_before: self.not_before,
+            ever_started: self.id.is_some(),
+        }
+    }
+
+    /// Schedules the next start after a run ended (`ran_for`) or a start
+    /// failed (none).
+    pub fn back_off(&mut self, ran_for: Option<Duration>) {
+        let (wait, next) = plan::back_off(self.backoff, ran_for);
+        self.not_before = Some(Instant::now() + wait);
+        self.backoff = next;
+    }
+
     /// Records the end of the current run and schedules the back-off.
     pub fn ended(&mut self, t: Terminated, ran_for: Option<Duration>) {
-        if ran_for.is_some_and(|d| d >= BACKOFF_RESET) {
-            self.backoff = Duration::ZERO;
-        }
-        self.not_before = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).clamp(BACKOFF_START, BACKOFF_MAX);
+        self.back_off(ran_for);
         self.current = Current::Terminated(t);
         self.ready = false;
         self.started = false;
@@ -208,15 +219,6 @@ pub fn run_id(pod_uid: &str, name: &str, run: u32) -> String {
     format!("{uid}-{name}-{run}")
 }
 
-/// Whether a container that ended with `code` runs again under `policy`.
-pub fn restarts(policy: &str, code: i32) -> bool {
-    match policy {
-        "Never" => false,
-        "OnFailure" => code != 0,
-        _ => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn back_off_doubles_to_a_cap_and_restart_policy_decides() {
+    fn each_end_of_a_run_backs_off_further() {
         let mut c = ContainerState::new("web");
         let t = Terminated {
             exit_code: 1,
@@ -246,12 +248,14 @@ mod tests {
         for _ in 0..10 {
             c.ended(t.clone(), Some(Duration::from_secs(1)));
         }
-        assert_eq!(c.backoff, BACKOFF_MAX);
+        assert_eq!(c.backoff, plan::BACKOFF_MAX);
+        assert_eq!(c.seen().state, State::Terminated(1));
+        let before = Instant::now();
         c.ended(t, Some(Duration::from_secs(700)));
-        assert_eq!(c.backoff, BACKOFF_START);
-        assert!(restarts("Always", 0));
-        assert!(!restarts("OnFailure", 0));
-        assert!(restarts("OnFailure", 2));
-        assert!(!restarts("Never", 2));
+        assert_eq!(c.backoff, plan::BACKOFF_START);
+        assert!(
+            c.not_before
+                .is_some_and(|t| t <= Instant::now() && t >= before)
+        );
     }
 }

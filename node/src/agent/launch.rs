@@ -48,6 +48,8 @@ pub struct PodContext<'a> {
     pub addrs: &'a Addresses,
     pub service_env: &'a BTreeMap<String, String>,
     pub credentials: &'a [Credentials],
+    /// When the containers' logs rotate.
+    pub log_rotation: peapod_runtimes::logs::Rotation,
 }
 
 /// The command line: `command`/`args` over the image's entrypoint/cmd,
@@ -380,6 +382,7 @@ pub async fn start(
         resources: resources(c),
         security: security(ctx.pod, c),
         log,
+        log_rotation: ctx.log_rotation,
         streams: Streams {
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),

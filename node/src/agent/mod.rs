@@ -3,30 +3,28 @@
 //! its containers running across its own restarts.
 
 mod atomic_dir;
-mod attach;
 pub mod config;
 mod container;
 mod env;
-mod exec;
 mod hooks;
 mod launch;
-mod logs;
 mod metrics;
 mod peers;
+mod plan;
 mod pod_proxy;
-mod portforward;
 mod probes;
 mod registration;
 mod run;
 mod rundir;
+mod runtime;
 pub mod sandbox;
 mod server;
 mod service_env;
-mod spdy;
 pub mod standby;
 mod static_pods;
 mod status;
 mod storage;
+mod streaming;
 mod subpath;
 mod volumes;
 mod wasm;
@@ -43,7 +41,7 @@ use kube::api::Api;
 use peapod_common::events::{Kind, Recorder, reference};
 use peapod_common::watch::{self, Change, Config, Key, key};
 use peapod_runtimes::image::{Credentials, ImageStore};
-use peapod_runtimes::oci::{Oci, PidFd};
+use peapod_runtimes::oci::Oci;
 use tokio::sync::mpsc;
 
 use self::config::AgentConfig;
@@ -219,30 +217,6 @@ impl NodeCtx {
             }
         }
         service_env::variables(&services)
-    }
-
-    /// Asks a run to stop: SIGTERM, then SIGKILL once `grace` has passed
-    /// (a Wasm instance stops at once).
-    fn stop_run(&self, run: run::Run, grace: Duration) {
-        let run = match run {
-            run::Run::Wasm(w) => {
-                w.stop.notify_one();
-                return;
-            }
-            run::Run::Oci(r) => r,
-        };
-        let oci = self.oci.clone();
-        tokio::spawn(async move {
-            oci.signal(&run, nix::sys::signal::Signal::SIGTERM);
-            let exited = async {
-                if let Ok(fd) = PidFd::open(run.shim_pid) {
-                    let _ = fd.exited().await;
-                }
-            };
-            if tokio::time::timeout(grace, exited).await.is_err() {
-                oci.signal(&run, nix::sys::signal::Signal::SIGKILL);
-            }
-        });
     }
 }
 

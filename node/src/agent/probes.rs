@@ -23,7 +23,7 @@ pub enum ProbeKind {
 }
 
 impl ProbeKind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ProbeKind::Startup => "Startup",
             ProbeKind::Liveness => "Liveness",

@@ -18,12 +18,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::NodeCtx;
-use super::attach;
 use super::config::AgentConfig;
-use super::exec::{self, ExecRequest};
-use super::logs::{self, LogOptions};
 use super::pod_proxy;
-use super::portforward::{self, WsStream};
+use super::streaming::attach;
+use super::streaming::exec::{self, ExecRequest};
+use super::streaming::logs::{self, LogOptions};
+use super::streaming::portforward::{self, WsStream};
 
 /// Binds the node API's port (0 picks a free one).
 pub async fn bind(config: &AgentConfig) -> std::io::Result<(TcpListener, u16)> {

@@ -237,6 +237,7 @@ impl Standbys {
         let config = HttpConfig {
             env,
             log: logs.join(format!("{}_{deployment}.log", key.0)),
+            log_rotation: self.node.config.container_log,
             memory_limit,
             cpu_millis,
             usage: Arc::new(Usage::default()),

@@ -189,6 +189,7 @@ mod tests {
             labels: Default::default(),
             max_pods: 110,
             pod_pids_limit: None,
+            container_log: Default::default(),
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             manifests_dir: dir.path().into(),

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
 use super::container::{ContainerState, Current, Terminated, container_id};
+use super::plan;
 
 /// What the worker knows besides its containers.
 pub struct PodFacts<'a> {
@@ -105,25 +106,9 @@ pub fn phase(
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
-    let init_failed = init
-        .iter()
-        .any(|c| c.terminated().is_some_and(|t| t.exit_code != 0) && policy == "Never");
-    if init_failed {
-        return "Failed";
-    }
-    if !init_done || app.iter().all(|c| c.id.is_none()) {
-        return "Pending";
-    }
-    let ended: Vec<&Terminated> = app.iter().filter_map(|c| c.terminated()).collect();
-    if ended.len() == app.len() {
-        let all_ok = ended.iter().all(|t| t.exit_code == 0);
-        match policy {
-            "Never" => return if all_ok { "Succeeded" } else { "Failed" },
-            "OnFailure" if all_ok => return "Succeeded",
-            _ => {}
-        }
-    }
-    "Running"
+    let init: Vec<_> = init.iter().map(ContainerState::seen).collect();
+    let app: Vec<_> = app.iter().map(ContainerState::seen).collect();
+    plan::phase(policy, &init, &app, init_done).as_str()
 }
 
 /// The whole status.

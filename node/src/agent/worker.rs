@@ -17,11 +17,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::NodeCtx;
-use super::container::{ContainerState, Current, Terminated, restarts};
+use super::container::{ContainerState, Current, Terminated};
 use super::env::{Addresses, Sources};
 use super::launch::{self, LaunchError, PodContext};
-use super::probes::{self, Outcome, ProbeKind};
+use super::plan::{self, Action, Phase, PodView, Probed, Slot};
+use super::probes::{self, Outcome};
 use super::run::Run;
+use super::runtime::{ContainerRuntime, OciRuntime, PodNetwork, WasmPod};
 use super::sandbox::{self, PodDir};
 use super::status::{self, PodFacts};
 use super::volumes::{self, ClaimPaths, Prepared};
@@ -69,23 +71,17 @@ pub struct Worker {
     start_time: String,
     reported: Option<Value>,
     /// The pod reached Succeeded or Failed: nothing runs any more.
-    finished: Option<&'static str>,
+    finished: Option<Phase>,
     run_started: HashMap<String, Instant>,
     events: mpsc::UnboundedReceiver<(peapod_common::events::Kind, String, String)>,
     events_tx: mpsc::UnboundedSender<(peapod_common::events::Kind, String, String)>,
-    /// Where the pod's Wasm containers run (made with the first of them).
-    wasm_runtime: std::sync::OnceLock<super::wasm::PodRuntime>,
+    oci: OciRuntime,
+    /// Where the pod's Wasm containers run.
+    wasm: WasmPod,
 }
 
 fn spec_of(pod: &Pod) -> k8s_openapi::api::core::v1::PodSpec {
     pod.spec.clone().unwrap_or_default()
-}
-
-fn restart_policy(pod: &Pod) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.clone())
-        .unwrap_or_else(|| "Always".into())
 }
 
 impl Worker {
@@ -113,6 +109,8 @@ impl Worker {
             .unwrap_or_else(now);
         let worker = Worker {
             dir: PodDir::new(&node.config, &uid),
+            oci: OciRuntime(node.clone()),
+            wasm: WasmPod::new(node.clone(), pod.name_any(), tx.clone()),
             node,
             pod,
             uid,
@@ -134,7 +132,6 @@ impl Worker {
             run_started: HashMap::new(),
             events,
             events_tx,
-            wasm_runtime: std::sync::OnceLock::new(),
         };
         (worker, tx)
     }
@@ -142,8 +139,12 @@ impl Worker {
     pub async fn run(mut self) {
         self.adopt();
         loop {
-            if self.pod.metadata.deletion_timestamp.is_some() {
-                self.terminate(true).await;
+            // A failed step's pause (sandbox, status report) is over.
+            if self.retry_at.is_some_and(|t| Instant::now() >= t) {
+                self.retry_at = None;
+            }
+            if let Some(t) = plan::termination(&self.pod, false) {
+                self.terminate(t).await;
                 return;
             }
             if self.finished.is_none() {
@@ -153,11 +154,11 @@ impl Worker {
             }
             self.report().await;
             self.publish();
-            let wake = self.next_wake();
+            let wake = plan::wake(&self.view(), Instant::now());
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     None => { self.detach(); return; }
-                    Some(Msg::Deleted) => { self.terminate(false).await; return; }
+                    Some(Msg::Deleted) => { self.gone().await; return; }
                     Some(m) => self.handle(m).await,
                 },
                 Some((kind, reason, message)) = self.events.recv() => {
@@ -169,7 +170,7 @@ impl Worker {
             while let Ok(m) = self.rx.try_recv() {
                 match m {
                     Msg::Deleted => {
-                        self.terminate(false).await;
+                        self.gone().await;
                         return;
                     }
                     m => self.handle(m).await,
@@ -178,23 +179,30 @@ impl Worker {
         }
     }
 
-    fn next_wake(&self) -> Duration {
-        let now = Instant::now();
-        let mut next = match (self.retry_at, self.refresh_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        for c in self.init.iter().chain(&self.app) {
-            if let Some(t) = c.not_before
-                && !c.is_running()
-            {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
+    /// What the plan decides from.
+    fn view(&self) -> PodView<'_> {
+        PodView {
+            restart_policy: self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.restart_policy.as_deref())
+                .unwrap_or("Always"),
+            finished: self.finished.is_some(),
+            retry_at: self.retry_at,
+            prepared: self.sandbox.is_some() && self.volumes.is_some(),
+            refresh_at: self.volumes.as_ref().and(self.refresh_at),
+            init_done: self.init_done,
+            init: self.init.iter().map(ContainerState::seen).collect(),
+            app: self.app.iter().map(ContainerState::seen).collect(),
         }
-        next.map_or(Duration::from_secs(60), |t| {
-            t.saturating_duration_since(now)
-                .max(Duration::from_millis(10))
-        })
+    }
+
+    /// The pod object went from the API (a forced delete): stop at once.
+    async fn gone(&mut self) {
+        if let Some(t) = plan::termination(&self.pod, true) {
+            self.terminate(t).await;
+        }
     }
 
     fn container_spec(&self, name: &str) -> Option<Container> {
@@ -204,6 +212,18 @@ impl Worker {
             .flatten()
             .chain(spec.containers)
             .find(|c| c.name == name)
+    }
+
+    fn slot_spec(&self, slot: Slot) -> Option<Container> {
+        let spec = spec_of(&self.pod);
+        match slot {
+            Slot::Init(i) => spec.init_containers.unwrap_or_default().into_iter().nth(i),
+            Slot::App(i) => spec.containers.into_iter().nth(i),
+        }
+    }
+
+    fn slot(&mut self, slot: Slot) -> &mut ContainerState {
+        slot_in(&mut self.init, &mut self.app, slot)
     }
 
     fn state_mut(&mut self, name: &str) -> Option<&mut ContainerState> {
@@ -241,18 +261,9 @@ impl Worker {
         if let Some(phase) = self.pod.status.as_ref().and_then(|s| s.phase.as_deref())
             && matches!(phase, "Succeeded" | "Failed")
         {
-            self.finished = Some(if phase == "Succeeded" {
-                "Succeeded"
-            } else {
-                "Failed"
-            });
+            self.finished = Phase::parse(phase);
         }
-        self.sandbox = if sandbox::host_network(&self.pod) {
-            let node_ip = self.node.config.node_ip;
-            self.node.network.existing_host(&self.uid, node_ip)
-        } else {
-            self.node.network.existing(&self.uid)
-        };
+        self.sandbox = self.network().existing(&self.uid, self.host_network());
         let reported = self.pod.status.clone().unwrap_or_default();
         let reported_statuses: Vec<_> = reported
             .init_container_statuses
@@ -366,14 +377,10 @@ impl Worker {
         self.credentials = self.node.pull_credentials(&self.pod).await;
         if self.sandbox.is_none() {
             let hostname = sandbox::hostname(&self.pod);
-            let network = &self.node.network;
-            let made = if sandbox::host_network(&self.pod) {
-                network
-                    .create_host(&self.uid, self.node.config.node_ip)
-                    .await
-            } else {
-                network.create(&self.uid, &hostname).await
-            };
+            let made = self
+                .network()
+                .create(&self.uid, &hostname, self.host_network())
+                .await;
             let sb = made.map_err(|e| {
                 (
                     "FailedCreatePodSandBox".to_string(),
@@ -422,9 +429,6 @@ impl Worker {
     /// Brings ConfigMap, Secret, downward API and projected volumes up to
     /// date once their refresh is due.
     async fn refresh_volumes(&mut self) {
-        if self.volumes.is_none() || self.refresh_at.is_none_or(|t| Instant::now() < t) {
-            return;
-        }
         self.refresh_at = Some(Instant::now() + self.node.config.sync_frequency);
         let (maps, secrets) = super::env::references(&self.pod);
         let fresh = self.node.fetch_sources(&self.ns(), &maps, &secrets).await;
@@ -445,6 +449,19 @@ impl Worker {
         }
     }
 
+    fn runtime(&self, wasm: bool) -> &dyn ContainerRuntime {
+        if wasm { &self.wasm } else { &self.oci }
+    }
+
+    fn network(&self) -> &dyn PodNetwork {
+        &self.node.network
+    }
+
+    /// The node's address for a `hostNetwork` pod.
+    fn host_network(&self) -> Option<std::net::Ipv4Addr> {
+        sandbox::host_network(&self.pod).then_some(self.node.config.node_ip)
+    }
+
     fn ns(&self) -> String {
         self.pod.namespace().unwrap_or_default()
     }
@@ -461,152 +478,100 @@ impl Worker {
         }
     }
 
+    /// Carries out what the plan says now.
     async fn sync(&mut self) {
-        if self.retry_at.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        self.retry_at = None;
-        if self.sandbox.is_none() || self.volumes.is_none() {
-            let began = Instant::now();
-            let ensured = self.ensure_sandbox().await;
-            tracing::debug!(
-                "pod {}/{}: sandbox and volumes in {:?}",
-                self.ns(),
-                self.pod.name_any(),
-                began.elapsed()
-            );
-            if let Err((reason, message)) = ensured {
-                if self.blocked.as_ref().map(|b| &b.1) != Some(&message) {
-                    self.node.event(&self.pod, "Warning", &reason, &message);
-                }
-                self.blocked = Some(("ContainerCreating".into(), message));
-                self.retry_at = Some(Instant::now() + RETRY);
+        let mut actions = plan::next(&self.view(), Instant::now());
+        if actions.contains(&Action::PrepareSandbox) {
+            self.retry_at = None;
+            if !self.prepare().await {
                 return;
             }
-            self.blocked = None;
+            actions = plan::next(&self.view(), Instant::now());
         }
-        self.refresh_volumes().await;
-        let policy = restart_policy(&self.pod);
-        if !self.init_done {
-            let spec = spec_of(&self.pod);
-            let inits: Vec<Container> = spec.init_containers.unwrap_or_default();
-            let mut all_done = true;
-            for (i, c) in inits.iter().enumerate() {
-                let state = &self.init[i];
-                match &state.current {
-                    Current::Terminated(t) if t.exit_code == 0 => continue,
-                    Current::Running(_) => {
-                        all_done = false;
-                        break;
-                    }
-                    Current::Terminated(t) => {
-                        all_done = false;
-                        // Init containers restart unless the pod's policy is Never.
-                        if policy != "Never" && t.exit_code != 0 {
-                            self.maybe_restart(true, i, c).await;
-                        }
-                        break;
-                    }
-                    Current::Waiting { .. } => {
-                        all_done = false;
-                        self.launch_when_due(true, i, c).await;
-                        break;
-                    }
-                }
-            }
-            if !all_done {
-                return;
-            }
-            self.init_done = true;
-        }
-        let spec = spec_of(&self.pod);
-        for (i, c) in spec.containers.iter().enumerate() {
-            match &self.app[i].current {
-                Current::Running(_) => {}
-                Current::Terminated(t) => {
-                    if restarts(&policy, t.exit_code) {
-                        self.maybe_restart(false, i, c).await;
-                    }
-                }
-                Current::Waiting { .. } => self.launch_when_due(false, i, c).await,
-            }
-        }
-        let phase = status::phase(&self.pod, &self.init, &self.app, self.init_done);
-        if matches!(phase, "Succeeded" | "Failed") {
-            self.finish(phase).await;
+        for action in actions {
+            self.execute(action).await;
         }
     }
 
-    /// A terminated container whose policy restarts it: start it again once
-    /// its back-off passed, and say `CrashLoopBackOff` until then.
-    async fn maybe_restart(&mut self, init: bool, i: usize, c: &Container) {
-        let pod_ref = format!("{}_{}({})", self.pod.name_any(), self.ns(), self.uid);
-        let state = if init {
-            &mut self.init[i]
-        } else {
-            &mut self.app[i]
-        };
-        let Current::Terminated(t) = state.current.clone() else {
-            return;
-        };
-        state.last_terminated = Some(t);
-        if state.not_before.is_some_and(|nb| Instant::now() < nb) {
-            let wait = state
-                .not_before
-                .map(|nb| nb.saturating_duration_since(Instant::now()))
-                .unwrap_or_default();
-            let message = format!(
-                "back-off {}s restarting failed container={} pod={pod_ref}",
-                wait.as_secs().max(1),
-                c.name,
-            );
-            state.set_waiting("CrashLoopBackOff", Some(message.clone()));
-            self.node.event(
-                &self.pod,
-                "Warning",
-                "BackOff",
-                "Back-off restarting failed container",
-            );
-            return;
+    /// Makes the sandbox and volumes; on failure the pod shows why and
+    /// the step is retried after a pause.
+    async fn prepare(&mut self) -> bool {
+        let began = Instant::now();
+        let ensured = self.ensure_sandbox().await;
+        tracing::debug!(
+            "pod {}/{}: sandbox and volumes in {:?}",
+            self.ns(),
+            self.pod.name_any(),
+            began.elapsed()
+        );
+        if let Err((reason, message)) = ensured {
+            if self.blocked.as_ref().map(|b| &b.1) != Some(&message) {
+                self.node.event(&self.pod, "Warning", &reason, &message);
+            }
+            self.blocked = Some(("ContainerCreating".into(), message));
+            self.retry_at = Some(Instant::now() + RETRY);
+            return false;
         }
-        state.restart_count += 1;
-        self.launch(init, i, c).await;
+        self.blocked = None;
+        true
     }
 
-    /// A waiting container starts once its back-off (if any) passed; a
-    /// crash-looping one counts a restart, a failed pull shows
-    /// `ImagePullBackOff` until then.
-    async fn launch_when_due(&mut self, init: bool, i: usize, c: &Container) {
-        let state = if init {
-            &mut self.init[i]
-        } else {
-            &mut self.app[i]
-        };
-        let Current::Waiting { reason, .. } = state.current.clone() else {
-            return;
-        };
-        if state.not_before.is_none_or(|t| Instant::now() >= t) {
-            if reason == "CrashLoopBackOff" {
+    async fn execute(&mut self, action: Action) {
+        match action {
+            // Done before the rest of the plan (see sync).
+            Action::PrepareSandbox => {}
+            Action::RefreshVolumes => self.refresh_volumes().await,
+            Action::InitDone => self.init_done = true,
+            Action::Start { slot, restart } => {
+                if restart {
+                    self.slot(slot).restart_count += 1;
+                }
+                self.launch(slot).await;
+            }
+            Action::Restart(slot) => {
+                let state = self.slot(slot);
+                state.last_terminated = state.terminated().cloned();
                 state.restart_count += 1;
+                self.launch(slot).await;
             }
-            self.launch(init, i, c).await;
-        } else if reason == "ErrImagePull" {
-            let image = c.image.clone().unwrap_or_default();
-            let message = format!("Back-off pulling image \"{image}\"");
-            state.set_waiting("ImagePullBackOff", Some(message.clone()));
-            self.node.event(&self.pod, "Normal", "BackOff", &message);
+            Action::CrashLoopBackOff { slot, wait } => {
+                let pod_ref = format!("{}_{}({})", self.pod.name_any(), self.ns(), self.uid);
+                let name = self.slot(slot).name.clone();
+                let message = format!(
+                    "back-off {}s restarting failed container={name} pod={pod_ref}",
+                    wait.as_secs().max(1),
+                );
+                let state = self.slot(slot);
+                state.last_terminated = state.terminated().cloned();
+                state.set_waiting("CrashLoopBackOff", Some(message));
+                self.node.event(
+                    &self.pod,
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container",
+                );
+            }
+            Action::ImagePullBackOff(slot) => {
+                let image = self
+                    .slot_spec(slot)
+                    .and_then(|c| c.image)
+                    .unwrap_or_default();
+                let message = format!("Back-off pulling image \"{image}\"");
+                self.slot(slot)
+                    .set_waiting("ImagePullBackOff", Some(message.clone()));
+                self.node.event(&self.pod, "Normal", "BackOff", &message);
+            }
+            Action::Finish(phase) => self.finish(phase).await,
         }
     }
 
-    async fn launch(&mut self, init: bool, i: usize, c: &Container) {
-        let Some(sb) = self.sandbox.clone() else {
+    async fn launch(&mut self, slot: Slot) {
+        let (Some(sb), Some(c)) = (self.sandbox.clone(), self.slot_spec(slot)) else {
             return;
         };
+        let c = &c;
         let volumes = self.volumes.clone().unwrap_or_default();
-        let id = {
-            let state = if init { &self.init[i] } else { &self.app[i] };
-            state.next_id(&self.uid)
-        };
+        let id = slot_in(&mut self.init, &mut self.app, slot).next_id(&self.uid);
         let service_env: BTreeMap<String, String> = self.node.service_env(&self.pod).await;
         let addrs = self.addresses();
         let ctx = PodContext {
@@ -622,33 +587,22 @@ impl Worker {
             addrs: &addrs,
             service_env: &service_env,
             credentials: &self.credentials,
+            log_rotation: self.node.config.container_log,
         };
         let began = Instant::now();
         let image = match launch::pull(&self.node, &ctx, c).await {
             Ok(img) => img,
             Err(e) => {
-                self.launch_failed(init, i, e).await;
+                self.launch_failed(slot, e).await;
                 return;
             }
         };
-        {
-            let state = if init {
-                &mut self.init[i]
-            } else {
-                &mut self.app[i]
-            };
-            state.id = Some(id.clone());
-            state.image_id = Some(launch::image_id(&image));
-            state.save(&self.dir);
-        }
-        let log = self.dir.log(
-            &c.name,
-            if init {
-                self.init[i].restart_count
-            } else {
-                self.app[i].restart_count
-            },
-        );
+        let state = slot_in(&mut self.init, &mut self.app, slot);
+        state.id = Some(id.clone());
+        state.image_id = Some(launch::image_id(&image));
+        let restart_count = state.restart_count;
+        state.save(&self.dir);
+        let log = self.dir.log(&c.name, restart_count);
         let runtime_class = self
             .pod
             .spec
@@ -656,13 +610,7 @@ impl Worker {
             .and_then(|s| s.runtime_class_name.as_deref());
         let is_wasm = image.wasm.is_some() || runtime_class == Some("wasm");
         let pulled = began.elapsed();
-        let started = if is_wasm {
-            self.start_wasm(&ctx, c, &image, &id, log).await
-        } else {
-            launch::start(&self.node, &ctx, c, &image, &id, log)
-                .await
-                .map(Run::Oci)
-        };
+        let started = self.runtime(is_wasm).start(&ctx, c, &image, &id, log).await;
         tracing::debug!(
             "pod {}/{}: container {} image in {pulled:?}, started in {:?}",
             self.ns(),
@@ -670,15 +618,9 @@ impl Worker {
             c.name,
             began.elapsed() - pulled
         );
-        {
-            let state = if init {
-                &mut self.init[i]
-            } else {
-                &mut self.app[i]
-            };
-            state.wasm = is_wasm;
-            state.save(&self.dir);
-        }
+        let state = slot_in(&mut self.init, &mut self.app, slot);
+        state.wasm = is_wasm;
+        state.save(&self.dir);
         match started {
             Ok(running) => {
                 self.node.event(
@@ -693,11 +635,7 @@ impl Worker {
                     "Started",
                     &format!("Started container {}", c.name),
                 );
-                let state = if init {
-                    &mut self.init[i]
-                } else {
-                    &mut self.app[i]
-                };
+                let state = self.slot(slot);
                 state.current = Current::Running(running.clone());
                 state.not_before = None;
                 self.run_started.insert(id, Instant::now());
@@ -705,46 +643,14 @@ impl Worker {
             }
             Err(e) => {
                 // Nothing runs: the run ends at once, counting as a failure.
-                self.launch_failed(init, i, e).await;
+                self.launch_failed(slot, e).await;
                 volumes::unmount_all_under(&self.dir.container(&id));
-                self.node.oci.remove(&id);
+                self.runtime(is_wasm).remove(&id);
             }
         }
     }
 
-    /// Starts a Wasm container on the pod's runtime (made on first use).
-    async fn start_wasm(
-        &self,
-        ctx: &PodContext<'_>,
-        c: &Container,
-        image: &peapod_runtimes::image::Image,
-        id: &str,
-        log: std::path::PathBuf,
-    ) -> Result<Run, LaunchError> {
-        let Some(wasm) = self.node.wasm.clone() else {
-            return Err(LaunchError::new(
-                "CreateContainerError",
-                "this node has no Wasm runtime",
-            ));
-        };
-        if self.wasm_runtime.get().is_none() {
-            let netns = ctx.namespaces.net.clone();
-            let runtime =
-                super::wasm::PodRuntime::new(&netns, &self.pod.name_any()).map_err(|e| {
-                    LaunchError::new(
-                        "CreateContainerError",
-                        format!("the pod's Wasm runtime: {e}"),
-                    )
-                })?;
-            let _ = self.wasm_runtime.set(runtime);
-        }
-        let handle = self.wasm_runtime.get().expect("just made").handle().clone();
-        super::wasm::start(&wasm, ctx, c, image, id, log, &handle, self.tx.clone())
-            .await
-            .map(Run::Wasm)
-    }
-
-    async fn launch_failed(&mut self, init: bool, i: usize, e: LaunchError) {
+    async fn launch_failed(&mut self, slot: Slot, e: LaunchError) {
         if !e.reported {
             self.node.event(
                 &self.pod,
@@ -753,14 +659,8 @@ impl Worker {
                 &format!("Error: {}", e.message),
             );
         }
-        let state = if init {
-            &mut self.init[i]
-        } else {
-            &mut self.app[i]
-        };
-        let backoff = state.backoff;
-        state.not_before = Some(Instant::now() + backoff);
-        state.backoff = (backoff * 2).clamp(Duration::from_secs(10), Duration::from_secs(300));
+        let state = self.slot(slot);
+        state.back_off(None);
         state.set_waiting(e.reason, Some(e.message));
     }
 
@@ -769,22 +669,9 @@ impl Worker {
         let Some(spec) = self.container_spec(name) else {
             return;
         };
-        // A Wasm run reports its own end; an OCI run's shim is waited on.
-        let waiter = match &run {
-            Run::Wasm(_) => None,
-            Run::Oci(r) => {
-                let (tx, oci, r) = (self.tx.clone(), self.node.oci.clone(), r.clone());
-                let container = name.to_string();
-                Some(tokio::spawn(async move {
-                    let exit = oci.wait(&r).await;
-                    let _ = tx.send(Msg::Exited {
-                        container,
-                        run: r.id.clone(),
-                        exit,
-                    });
-                }))
-            }
-        };
+        let waiter = self
+            .runtime(run.is_wasm())
+            .wait(name, &run, self.tx.clone());
         let has_probes = spec.liveness_probe.is_some()
             || spec.readiness_probe.is_some()
             || spec.startup_probe.is_some();
@@ -808,7 +695,7 @@ impl Worker {
         };
         if let Some(c) = self.state_mut(name) {
             c.stop_tasks();
-            c.waiter = waiter.map(|w| w.abort_handle());
+            c.waiter = waiter;
             c.probes = probe_task;
             c.started = spec.startup_probe.is_none();
             c.ready = spec.readiness_probe.is_none() && c.started;
@@ -819,8 +706,8 @@ impl Worker {
         let Some(spec) = self.container_spec(name) else {
             return;
         };
-        let log_attempt = match self.state_mut(name) {
-            Some(c) if c.id.as_deref() == Some(run) => c.restart_count,
+        let (log_attempt, wasm) = match self.state_mut(name) {
+            Some(c) if c.id.as_deref() == Some(run) => (c.restart_count, c.wasm),
             _ => return,
         };
         let log = self.dir.log(name, log_attempt);
@@ -835,11 +722,14 @@ impl Worker {
         }
         volumes::unmount_all_under(&self.dir.container(run));
         let _ = std::fs::remove_dir_all(self.dir.container(run));
-        self.node.oci.remove(run);
+        self.runtime(wasm).remove(run);
     }
 
     async fn probed(&mut self, o: Outcome) {
-        let grace = self.grace_period();
+        let Some(spec) = self.container_spec(&o.container) else {
+            return;
+        };
+        let grace = plan::grace_period(&self.pod);
         let Some(c) = self.state_mut(&o.container) else {
             return;
         };
@@ -850,58 +740,34 @@ impl Worker {
             Current::Running(r) => r.clone(),
             _ => return,
         };
-        match (o.kind, o.healthy) {
-            (ProbeKind::Readiness, ok) => c.ready = ok && c.started,
-            (ProbeKind::Startup, true) => {
+        match plan::probed(o.kind, o.healthy, c.started, spec.readiness_probe.is_some()) {
+            Probed::Ready(ready) => c.ready = ready,
+            Probed::Started { ready } => {
                 c.started = true;
-                let readiness = self
-                    .container_spec(&o.container)
-                    .is_some_and(|s| s.readiness_probe.is_some());
-                if let Some(c) = self.state_mut(&o.container) {
-                    c.ready = !readiness;
-                }
+                c.ready = ready;
             }
-            (kind, false) => {
-                let what = if kind == ProbeKind::Liveness {
-                    "liveness"
-                } else {
-                    "startup"
-                };
+            Probed::Kill => {
+                let what = o.kind.name().to_lowercase();
                 let message = format!(
                     "Container {} failed {what} probe, will be restarted",
                     o.container
                 );
                 self.node.event(&self.pod, "Normal", "Killing", &message);
-                self.node.stop_run(running, grace);
+                self.runtime(running.is_wasm()).stop(running, grace);
             }
-            (ProbeKind::Liveness, true) => {}
+            Probed::Nothing => {}
         }
     }
 
-    fn grace_period(&self) -> Duration {
-        let secs = self
-            .pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds))
-            .unwrap_or(30)
-            .max(0);
-        Duration::from_secs(secs as u64)
-    }
-
     /// The pod ended for good: its network goes, its files stay for logs.
-    async fn finish(&mut self, phase: &'static str) {
+    async fn finish(&mut self, phase: Phase) {
         self.finished = Some(phase);
         for c in self.init.iter_mut().chain(self.app.iter_mut()) {
             c.stop_tasks();
             c.ready = false;
         }
-        self.wasm_runtime.take();
-        self.node.network.remove(&self.uid).await;
+        self.wasm.shut_down();
+        self.network().remove(&self.uid).await;
     }
 
     async fn report(&mut self) {
@@ -917,7 +783,7 @@ impl Worker {
             start_time: &self.start_time,
             blocked: self.blocked.clone(),
             init_done: self.init_done,
-            phase_override: self.finished,
+            phase_override: self.finished.map(Phase::as_str),
         };
         let status = status::build(&facts, &self.init, &self.app);
         if self.reported.as_ref() == Some(&status) {
@@ -1015,12 +881,8 @@ impl Worker {
 
     /// Stops the pod's containers (gracefully when the pod was deleted with
     /// a grace period), removes everything of it, and lets the API drop it.
-    async fn terminate(&mut self, graceful: bool) {
-        let grace = if graceful {
-            self.grace_period()
-        } else {
-            Duration::ZERO
-        };
+    async fn terminate(&mut self, how: plan::Termination) {
+        let plan::Termination { grace, graceful } = how;
         let deadline = Instant::now() + grace;
         let running: Vec<(String, Run)> = self
             .init
@@ -1050,7 +912,7 @@ impl Worker {
             }
         }
         for (_, r) in &running {
-            self.node.stop_run(r.clone(), grace);
+            self.runtime(r.is_wasm()).stop(r.clone(), grace);
         }
         // Wait for the runs to end (the stop escalates to SIGKILL itself).
         let mut left: Vec<String> = running.iter().map(|(_, r)| r.id().to_string()).collect();
@@ -1094,7 +956,7 @@ impl Worker {
         for c in self.init.iter_mut().chain(self.app.iter_mut()) {
             c.stop_tasks();
         }
-        self.wasm_runtime.take();
+        self.wasm.shut_down();
         remove_pod(&self.node, &self.uid).await;
     }
 
@@ -1103,6 +965,18 @@ impl Worker {
         for c in self.init.iter_mut().chain(self.app.iter_mut()) {
             c.stop_tasks();
         }
+    }
+}
+
+/// The state of the container in `slot` (borrowing only the two lists).
+fn slot_in<'a>(
+    init: &'a mut [ContainerState],
+    app: &'a mut [ContainerState],
+    slot: Slot,
+) -> &'a mut ContainerState {
+    match slot {
+        Slot::Init(i) => &mut init[i],
+        Slot::App(i) => &mut app[i],
     }
 }
 

@@ -27,10 +27,11 @@ pub fn run(args: ExecArgs) -> i32 {
         .with_root_path(&args.root)
         .and_then(|b| b.validate_id())
         .and_then(|b| {
-            b.as_tenant()
+            let tenant = b
+                .as_tenant()
                 .with_container_args(args.args.clone())
-                .with_detach(false)
-                .build()
+                .with_detach(false);
+            super::signals::with_default_sigpipe(|| tenant.build())
         });
     let pid = match built {
         Ok(pid) => pid.as_raw(),

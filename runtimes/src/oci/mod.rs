@@ -12,6 +12,7 @@ mod pidfd;
 mod profile;
 mod seccomp;
 pub mod shim;
+mod signals;
 mod spec;
 pub mod user;
 
@@ -123,6 +124,9 @@ pub struct ContainerConfig {
     pub security: Security,
     /// The CRI-format log file output goes to.
     pub log: PathBuf,
+    /// When the log rotates, and how many files of it are kept.
+    #[serde(default)]
+    pub log_rotation: crate::logs::Rotation,
     #[serde(default)]
     pub streams: Streams,
 }
@@ -249,6 +253,10 @@ impl Oci {
             .arg(self.libcontainer_root())
             .arg("--log")
             .arg(&config.log)
+            .arg("--log-max-size")
+            .arg(config.log_rotation.max_size.to_string())
+            .arg("--log-max-files")
+            .arg(config.log_rotation.max_files.to_string())
             .arg("--cgroup")
             .arg(config.cgroup_path())
             .arg("--sockets")

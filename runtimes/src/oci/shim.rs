@@ -7,7 +7,7 @@
 //! to the container's stdin, reaps the container's init process, records
 //! how it ended in `exit.json`, and deletes the container.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -23,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::attach;
 use super::pidfd::PidFd;
 use super::{Exit, Started, Streams};
-use crate::logs::{LineWriter, Stream};
+use crate::logs::{LineWriter, RotatingFile, Rotation, Stream};
 
 /// The shim's command line, parsed by the binary.
 #[derive(Clone, Debug)]
@@ -34,6 +34,7 @@ pub struct ShimArgs {
     /// libcontainer's state root.
     pub root: PathBuf,
     pub log: PathBuf,
+    pub log_rotation: Rotation,
     /// The container's cgroup path (to tell an OOM kill).
     pub cgroup: String,
     /// Where the attach and console sockets go.
@@ -85,7 +86,13 @@ pub fn run(args: ShimArgs) -> i32 {
                 &serde_json::to_vec(&started).expect("serializes"),
             );
             reply(&format!("started {pid}"));
-            let status = relay_until_exit(&args.log, &init, io, args.streams.stdin_once);
+            let status = relay_until_exit(
+                &args.log,
+                args.log_rotation,
+                &init,
+                io,
+                args.streams.stdin_once,
+            );
             let code = status.as_ref().map(|s| s.code()).unwrap_or(255);
             let signal = match status {
                 Ok(super::pidfd::Status::Signaled(s)) => Some(s),
@@ -217,19 +224,20 @@ fn create_and_start(args: &ShimArgs) -> Result<(Container, PidFd, Io), String> {
         builder = builder.with_stdin(r);
         stdin = Some(w);
     }
-    let mut container = builder
+    let init = builder
         .validate_id()
         .map_err(|e| e.to_string())?
         .as_init(args.state.join("bundle"))
         .with_systemd(false)
-        .with_detach(true)
-        .build()
-        .map_err(|e| match init_errors(&err_r) {
+        .with_detach(true);
+    let mut container = super::signals::with_default_sigpipe(|| init.build()).map_err(|e| {
+        match init_errors(&err_r) {
             // libcontainer's error names the step that failed; its init
             // process logged the cause to the container's stderr.
             Some(cause) => format!("creating the container: {e} ({cause})"),
             None => format!("creating the container: {e}"),
-        })?;
+        }
+    })?;
     let terminal = match &console_listener {
         Some(l) => match receive_terminal(l) {
             Ok(t) => Some(t),
@@ -324,11 +332,12 @@ fn resize(terminal: &OwnedFd, json: &[u8]) {
 /// to the container; then reaps it.
 fn relay_until_exit(
     log: &Path,
+    rotation: Rotation,
     init: &PidFd,
     mut io: Io,
     stdin_once: bool,
 ) -> io::Result<super::pidfd::Status> {
-    let mut file = OpenOptions::new().create(true).append(true).open(log)?;
+    let mut file = RotatingFile::open(log, rotation)?;
     let mut writers = [
         LineWriter::new(Stream::Stdout),
         LineWriter::new(Stream::Stderr),

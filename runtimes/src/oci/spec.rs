@@ -226,6 +226,7 @@ mod tests {
             },
             security: Security::default(),
             log: "/tmp/x.log".into(),
+            log_rotation: Default::default(),
             streams: Default::default(),
         }
     }

@@ -30,7 +30,7 @@ impl WasmRuntime {
         let pre = loaded.command.as_ref().ok_or(WasmError::NotACommand)?;
         // Held until the instance is gone with its store.
         let _slot = self.try_instance_slot()?;
-        let log = LogFile::open(&config.log)
+        let log = LogFile::open(&config.log, config.log_rotation)
             .map_err(io(format!("opening the log {}", config.log.display())))?;
         let mut store = store::new_store(
             self.engine(),

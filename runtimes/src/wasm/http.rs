@@ -61,7 +61,7 @@ impl WasmRuntime {
         config: HttpConfig,
     ) -> Result<(), WasmError> {
         let proxy = loaded.proxy.clone().ok_or(WasmError::NotAnHttpHandler)?;
-        let log = LogFile::open(&config.log)
+        let log = LogFile::open(&config.log, config.log_rotation)
             .map_err(io(format!("opening the log {}", config.log.display())))?;
         // Never sent to: request tasks watch for it being dropped with
         // this future.

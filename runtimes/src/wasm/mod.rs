@@ -194,6 +194,7 @@ pub struct CommandConfig {
     pub preopens: Vec<(PathBuf, String, bool)>,
     /// The CRI-format log file stdout and stderr go to (appended).
     pub log: PathBuf,
+    pub log_rotation: crate::logs::Rotation,
     /// Bytes of linear memory and tables the guest may use.
     pub memory_limit: Option<u64>,
     /// CPU in millicores.
@@ -221,6 +222,7 @@ pub struct HttpConfig {
     pub env: Vec<(String, String)>,
     pub preopens: Vec<(PathBuf, String, bool)>,
     pub log: PathBuf,
+    pub log_rotation: crate::logs::Rotation,
     /// Per request instance.
     pub memory_limit: Option<u64>,
     /// Shared by all requests of this container.
@@ -242,6 +244,7 @@ impl Default for HttpConfig {
             env: Vec::new(),
             preopens: Vec::new(),
             log: PathBuf::new(),
+            log_rotation: Default::default(),
             memory_limit: None,
             cpu_millis: None,
             network: Network::Pod,

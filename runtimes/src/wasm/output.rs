@@ -5,7 +5,6 @@
 //! requests of an HTTP function are not spliced together; a line still
 //! unterminated when the store goes away is written as a partial entry.
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -17,28 +16,28 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-use crate::logs::{LineWriter, Stream};
+use crate::logs::{LineWriter, RotatingFile, Rotation, Stream};
 
 /// How much a guest may write at once.
 const WRITE_BUDGET: usize = 1024 * 1024;
 
 /// One container's log file, shared by all its streams.
 pub(crate) struct LogFile {
-    file: Mutex<File>,
+    file: Mutex<RotatingFile>,
 }
 
 impl LogFile {
-    pub(crate) fn open(path: &Path) -> io::Result<Arc<LogFile>> {
+    pub(crate) fn open(path: &Path, rotation: Rotation) -> io::Result<Arc<LogFile>> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = RotatingFile::open(path, rotation)?;
         Ok(Arc::new(LogFile {
             file: Mutex::new(file),
         }))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, File> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RotatingFile> {
         self.file.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -160,7 +159,7 @@ mod tests {
     fn output_becomes_log_entries_and_tails_are_kept_until_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let log = LogFile::open(&path).unwrap();
+        let log = LogFile::open(&path, Rotation::default()).unwrap();
         let mut out = log.stream(Stream::Stdout);
         let err = log.stream(Stream::Stderr);
         OutputStream::write(&mut out, Bytes::from_static(b"hello\nwor")).unwrap();

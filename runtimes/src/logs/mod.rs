@@ -1,9 +1,16 @@
 //! Container logs in the CRI format the kubelet uses, one line per entry:
 //! `<RFC 3339 nano timestamp> <stdout|stderr> <F|P> <text>`, where `P` marks
 //! a partial line (a long line split, or output without a final newline).
-//! Both runtimes write it; the node reads it for `kubectl logs`.
+//! Both runtimes write it, rotated by size (`rotate`); the node reads it
+//! for `kubectl logs`, from the end for a tail (`tail`).
 
 use std::io::{self, Write};
+
+mod rotate;
+mod tail;
+
+pub use self::rotate::{RotatingFile, Rotation, rotated};
+pub use self::tail::{complete_end, tail_start};
 
 /// Lines longer than this are split into partial entries.
 const MAX_LINE: usize = 16 * 1024;
@@ -67,7 +74,8 @@ impl LineWriter {
             self.entry(out, &line[..line.len() - 1], false)?;
         }
         while self.pending.len() >= MAX_LINE {
-            let part: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
+            let cut = char_boundary(&self.pending, MAX_LINE);
+            let part: Vec<u8> = self.pending.drain(..cut).collect();
             self.entry(out, &part, true)?;
         }
         Ok(())
@@ -81,6 +89,17 @@ impl LineWriter {
         }
         Ok(())
     }
+}
+
+/// `at`, or up to three bytes before it where that is the start of the
+/// UTF-8 character `at` falls inside, so a split keeps characters whole.
+fn char_boundary(bytes: &[u8], at: usize) -> usize {
+    let continuation = |i: usize| bytes.get(i).is_some_and(|b| b & 0xc0 == 0x80);
+    (at.saturating_sub(3)..=at)
+        .rev()
+        .find(|i| !continuation(*i))
+        .filter(|i| *i > 0)
+        .unwrap_or(at)
 }
 
 /// One parsed log entry.
@@ -128,5 +147,19 @@ mod tests {
         assert!(entries[2].partial);
         assert_eq!(entries[0].stream, "stderr");
         assert!(entries[0].timestamp.ends_with('Z'));
+    }
+
+    #[test]
+    fn a_long_line_splits_between_characters() {
+        let mut out = Vec::new();
+        let mut w = LineWriter::new(Stream::Stdout);
+        // "é" is two bytes: an odd prefix puts one across the split point.
+        let line = format!("x{}", "é".repeat(MAX_LINE));
+        w.write(&mut out, line.as_bytes()).unwrap();
+        w.write(&mut out, b"\n").unwrap();
+        let text = String::from_utf8(out).expect("every entry is whole UTF-8");
+        let joined: String = text.lines().map(|l| parse(l).unwrap().text).collect();
+        assert_eq!(joined, line);
+        assert!(text.lines().count() > 1);
     }
 }
