@@ -228,6 +228,14 @@ pub fn wake(pod: &PodView, now: Instant) -> Duration {
         })
 }
 
+/// The pod's restart policy (`Always` when not given).
+pub fn restart_policy(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
+}
+
 /// Whether a container that ended with `code` runs again under `policy`.
 pub fn restarts(policy: &str, code: i32) -> bool {
     match policy {

@@ -101,11 +101,7 @@ pub fn phase(
     app: &[ContainerState],
     init_done: bool,
 ) -> &'static str {
-    let policy = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.as_deref())
-        .unwrap_or("Always");
+    let policy = plan::restart_policy(pod);
     let init: Vec<_> = init.iter().map(ContainerState::seen).collect();
     let app: Vec<_> = app.iter().map(ContainerState::seen).collect();
     plan::phase(policy, &init, &app, init_done).as_str()

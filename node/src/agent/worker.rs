@@ -182,12 +182,7 @@ impl Worker {
     /// What the plan decides from.
     fn view(&self) -> PodView<'_> {
         PodView {
-            restart_policy: self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.restart_policy.as_deref())
-                .unwrap_or("Always"),
+            restart_policy: plan::restart_policy(&self.pod),
             finished: self.finished.is_some(),
             retry_at: self.retry_at,
             prepared: self.sandbox.is_some() && self.volumes.is_some(),
@@ -258,11 +253,9 @@ impl Worker {
 
     /// Picks up what a previous agent left running for this pod.
     fn adopt(&mut self) {
-        if let Some(phase) = self.pod.status.as_ref().and_then(|s| s.phase.as_deref())
-            && matches!(phase, "Succeeded" | "Failed")
-        {
-            self.finished = Phase::parse(phase);
-        }
+        self.finished = (self.pod.status.as_ref())
+            .and_then(|s| Phase::parse(s.phase.as_deref()?))
+            .filter(|p| p.is_terminal());
         self.sandbox = self.network().existing(&self.uid, self.host_network());
         let reported = self.pod.status.clone().unwrap_or_default();
         let reported_statuses: Vec<_> = reported
@@ -482,7 +475,6 @@ impl Worker {
     async fn sync(&mut self) {
         let mut actions = plan::next(&self.view(), Instant::now());
         if actions.contains(&Action::PrepareSandbox) {
-            self.retry_at = None;
             if !self.prepare().await {
                 return;
             }
