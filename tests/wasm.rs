@@ -3,7 +3,8 @@
 //! pods of `peapod up` with the real kubectl. The HTTP function answers on
 //! its pod IP, its Service and an Ingress; the mixed pod's sidecar reaches
 //! it over localhost; the command exits with its code; a memory bomb and
-//! an endless loop are contained; an agent restart restarts Wasm
+//! an endless loop are contained, as commands and as HTTP requests, and a
+//! flood of requests is queued or turned away; an agent restart restarts Wasm
 //! containers and counts it; 200 Wasm pods run on one node.
 
 mod support;
@@ -43,15 +44,24 @@ fn sample(name: &str, registry: &str) -> String {
 }
 
 fn http(addr: &str, host: Option<&str>, path: &str) -> Option<String> {
+    exchange(addr, host, path, Duration::from_secs(3)).map(|(_, body)| body)
+}
+
+/// One HTTP/1.0 request: the status code and the body, `None` when no
+/// answer came within `wait`.
+fn exchange(addr: &str, host: Option<&str>, path: &str, wait: Duration) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut conn =
         std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    conn.set_read_timeout(Some(wait)).ok()?;
     let host = host.unwrap_or(addr);
     write!(conn, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply).ok()?;
-    reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    let code = reply.split_whitespace().nth(1)?.parse().ok()?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| (code, b.to_string()))
 }
 
 fn status(s: &Server, pod: &str) -> Value {
@@ -183,6 +193,86 @@ fn wasm_pods_serve_run_and_are_contained() {
         started.elapsed() < Duration::from_secs(5),
         "{:?} for 20 requests",
         started.elapsed()
+    );
+
+    // A misbehaving HTTP function, two requests at a time and two seconds
+    // a request: a request that spins ends at its timeout, one that hoards
+    // memory at its instance's limit, a flood of 10,000 requests is queued
+    // or turned away — and the other function answers all the while.
+    s.apply(&sample("misbehave-http.yaml", &registry.address));
+    assert!(
+        eventually(WAIT, || status(&s, "misbehave-http")["ready"] == true),
+        "{}",
+        s.ok(&["describe", "pod", "misbehave-http"])
+    );
+    let bad = format!(
+        "{}:8080",
+        s.ok(&[
+            "get",
+            "pod",
+            "misbehave-http",
+            "-o",
+            "jsonpath={.status.podIP}"
+        ])
+    );
+    let long = Duration::from_secs(30);
+    assert_eq!(exchange(&bad, None, "/", long), Some((200, "ok\n".into())));
+    // Without the timeout this would never be answered.
+    let (code, _) = exchange(&bad, None, "/loop", long).expect("an answer to /loop");
+    assert_eq!(code, 500);
+    let (code, _) = exchange(&bad, None, "/memory", long).expect("an answer to /memory");
+    assert_eq!(code, 500);
+    let logs = s.ok(&["logs", "misbehave-http"]);
+    assert!(logs.contains("out of memory"), "{logs}");
+    let flood: Vec<_> = (0..100)
+        .map(|i| {
+            let bad = bad.clone();
+            std::thread::spawn(move || {
+                let mut codes = std::collections::BTreeMap::<u16, u32>::new();
+                for j in 0..100 {
+                    // Four spinning requests hold both slots for a while.
+                    let path = if i < 4 && j == 0 { "/loop" } else { "/" };
+                    let code = exchange(&bad, None, path, long).map_or(0, |(c, _)| c);
+                    *codes.entry(code).or_default() += 1;
+                }
+                codes
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        assert_eq!(
+            exchange(&format!("{ip}:8080"), None, "/", Duration::from_secs(10)).map(|(c, _)| c),
+            Some(200),
+            "the other function stopped answering during the flood"
+        );
+    }
+    let mut codes = std::collections::BTreeMap::<u16, u32>::new();
+    for t in flood {
+        for (code, n) in t.join().unwrap() {
+            *codes.entry(code).or_default() += n;
+        }
+    }
+    assert_eq!(codes.values().sum::<u32>(), 10_000);
+    assert!(codes.get(&503).is_some_and(|n| *n > 0), "{codes:?}");
+    assert!(codes.get(&200).is_some_and(|n| *n > 0), "{codes:?}");
+    assert_eq!(codes.get(&0), None, "requests went unanswered: {codes:?}");
+    assert_eq!(exchange(&bad, None, "/", long), Some((200, "ok\n".into())));
+    assert_eq!(status(&s, "misbehave-http")["restartCount"], 0);
+    s.ok(&["delete", "pod", "misbehave-http", "--grace-period=0"]);
+
+    // Bounds out of range are refused with the field at fault.
+    let refused = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &sample("misbehave-http.yaml", &registry.address).replace(
+            "request-timeout-seconds: \"2\"",
+            "request-timeout-seconds: \"forever\"",
+        ),
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("metadata.annotations[peapod.dev/request-timeout-seconds]"),
+        "{err}"
     );
 
     // An agent restart restarts Wasm containers, and counts it.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod controllers;
 pub mod error;
+pub mod kinds;
 pub mod limits;
 pub mod objects;
 pub mod openapi;

@@ -9,7 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 peapod="${PEAPOD:-peapod}"
 target="${SAMPLES_TARGET_DIR:-${CARGO_TARGET_DIR:-/var/cache/peapod}/samples-target}"
 (cd "$here" && CARGO_TARGET_DIR="$target" cargo build --quiet --release --target wasm32-wasip2)
-for sample in hello_http:hello-http read-volume:read-volume tcp-server:tcp-server misbehave:misbehave; do
+for sample in hello_http:hello-http read-volume:read-volume tcp-server:tcp-server misbehave:misbehave misbehave_http:misbehave-http; do
     file="${sample%%:*}"
     name="${sample##*:}"
     "$peapod" image push --insecure-registry "$registry" \

@@ -22,6 +22,7 @@ use super::Context;
 use super::common::{owner_reference, time_now};
 use super::runner::{self, Error};
 use crate::resources::knative::{KnativeService, Revision, RevisionSpec};
+use peapod_common::knative;
 
 pub const SERVICE_LABEL: &str = "serving.knative.dev/service";
 pub const CONFIGURATION_LABEL: &str = "serving.knative.dev/configuration";
@@ -402,6 +403,19 @@ fn deployment_for(rev: &Revision, spec: &RevisionSpec, replicas: i32) -> Value {
             first["env"] = json!(env);
         }
     }
+    // The node holds each instance to the revision's serving settings.
+    let mut annotations = rev.annotations().clone();
+    if let Some(c) = spec.container_concurrency.filter(|c| *c > 0) {
+        annotations.insert(knative::CONCURRENCY_ANNOTATION.into(), c.to_string());
+    }
+    let timeout = spec
+        .timeout_seconds
+        .filter(|t| *t > 0)
+        .map_or(knative::DEFAULT_REQUEST_TIMEOUT_SECONDS, |t| t as u64);
+    annotations.insert(
+        knative::REQUEST_TIMEOUT_ANNOTATION.into(),
+        timeout.to_string(),
+    );
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": format!("{name}-deployment"), "namespace": rev.namespace(),
@@ -409,7 +423,7 @@ fn deployment_for(rev: &Revision, spec: &RevisionSpec, replicas: i32) -> Value {
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {REVISION_LABEL: name}},
-            "template": {"metadata": {"labels": labels, "annotations": rev.annotations()}, "spec": pod},
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
         },
     })
 }

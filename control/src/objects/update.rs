@@ -110,12 +110,7 @@ impl Objects {
             Some(Subresource::Status) => {
                 let mut merged = (*current).clone();
                 copy_field(&new, &mut merged, "status");
-                // Deployments take annotations through /status too (the
-                // controller records the revision there without bumping
-                // the generation), as Kubernetes allows.
-                if rt.kind == "Deployment" {
-                    copy_field(&new["metadata"], &mut merged["metadata"], "annotations");
-                }
+                rt.rules.on_status_write(&new, &mut merged);
                 merged
             }
             // A binding sets the node and the PodScheduled condition together.

@@ -1,22 +1,17 @@
-//! The list of served kinds, built from `k8s-openapi`'s types.
+//! The served resources, built from the kinds' registry and `k8s-openapi`'s types.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, networking::v1 as networking, node::v1 as node,
-};
 use k8s_openapi::{ClusterResourceScope, ListableResource, NamespaceResourceScope, Resource};
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use super::Subresource::{self, *};
-use super::{DecodeError, READ_ONLY_VERBS, ResourceType, knative, metrics};
+use super::{DecodeError, ResourceType, Subresource};
+use crate::kinds::{Kind, REGISTRY};
 
 /// Whether a `k8s-openapi` scope marker means namespaced.
-trait Scope {
+pub trait Scope {
     const NAMESPACED: bool;
 }
 impl Scope for NamespaceResourceScope {
@@ -37,7 +32,9 @@ fn normalize<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, Dec
     })
 }
 
-fn kind<T>(
+/// The resource of a typed kind, with the rules and names its module gives.
+pub fn served<T>(
+    rules: &'static dyn Kind,
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
     subresources: &'static [Subresource],
@@ -61,13 +58,9 @@ where
         schema_name: T::schema_name().into_owned(),
         schema: T::json_schema,
         normalize: normalize::<T>,
+        rules,
     }
 }
-
-const ALL: &[&str] = &["all"];
-/// Knative's categories for its kinds.
-const KNATIVE: &[&str] = &["all", "knative", "serving"];
-const NONE: &[&str] = &[];
 
 /// Every served resource, with lookups by the names clients use.
 pub struct Catalog {
@@ -84,59 +77,7 @@ impl Catalog {
     }
 
     pub fn new() -> Catalog {
-        let types = vec![
-            kind::<core::Namespace>(&["ns"], NONE, &[Status, Finalize]),
-            kind::<core::Pod>(
-                &["po"],
-                ALL,
-                &[
-                    Status,
-                    Binding,
-                    Eviction,
-                    Log,
-                    Exec,
-                    Attach,
-                    PortForward,
-                    Proxy,
-                ],
-            ),
-            kind::<core::Service>(&["svc"], ALL, &[Status, Proxy]),
-            kind::<core::Endpoints>(&["ep"], NONE, &[]),
-            kind::<core::Node>(&["no"], NONE, &[Status, Proxy]),
-            kind::<core::ConfigMap>(&["cm"], NONE, &[]),
-            kind::<core::Secret>(NONE, NONE, &[]),
-            kind::<core::Event>(&["ev"], NONE, &[]),
-            kind::<core::ServiceAccount>(&["sa"], NONE, &[]),
-            kind::<core::PersistentVolume>(&["pv"], NONE, &[Status]),
-            kind::<core::PersistentVolumeClaim>(&["pvc"], NONE, &[Status]),
-            kind::<core::ResourceQuota>(&["quota"], NONE, &[Status]),
-            kind::<core::LimitRange>(&["limits"], NONE, &[]),
-            kind::<apps::Deployment>(&["deploy"], ALL, &[Status, Scale]),
-            kind::<apps::ReplicaSet>(&["rs"], ALL, &[Status, Scale]),
-            kind::<apps::StatefulSet>(&["sts"], ALL, &[Status, Scale]),
-            kind::<apps::DaemonSet>(&["ds"], ALL, &[Status]),
-            kind::<apps::ControllerRevision>(NONE, NONE, &[]),
-            kind::<batch::Job>(NONE, ALL, &[Status]),
-            kind::<batch::CronJob>(&["cj"], ALL, &[Status]),
-            kind::<autoscaling::HorizontalPodAutoscaler>(&["hpa"], ALL, &[Status]),
-            // Served by conversion to and from v2 (what `kubectl autoscale` 1.32 writes).
-            kind::<autoscaling_v1::HorizontalPodAutoscaler>(&["hpa"], ALL, &[Status]),
-            kind::<networking::Ingress>(&["ing"], NONE, &[Status]),
-            kind::<networking::IngressClass>(NONE, NONE, &[]),
-            kind::<node::RuntimeClass>(NONE, NONE, &[]),
-            kind::<coordination::Lease>(NONE, NONE, &[]),
-            kind::<discovery::EndpointSlice>(NONE, NONE, &[]),
-            kind::<knative::KnativeService>(&["kservice", "ksvc"], KNATIVE, &[Status]),
-            kind::<knative::Revision>(&["rev"], KNATIVE, &[Status]),
-            ResourceType {
-                verbs: READ_ONLY_VERBS,
-                ..kind::<metrics::PodMetrics>(NONE, NONE, &[])
-            },
-            ResourceType {
-                verbs: READ_ONLY_VERBS,
-                ..kind::<metrics::NodeMetrics>(NONE, NONE, &[])
-            },
-        ];
+        let types: Vec<ResourceType> = REGISTRY.iter().flat_map(|k| k.resources()).collect();
         let by_path = types
             .iter()
             .enumerate()

@@ -1,6 +1,7 @@
 //! Field defaults, as kube-apiserver's `SetDefaults_*` functions apply
 //! them on every write (so that what a client reads back is what a
-//! controller or kubelet will act on).
+//! controller or kubelet will act on): the helpers every kind's
+//! `Kind::defaults` uses, and the pod spec defaults every pod template gets.
 
 use serde_json::{Map, Value, json};
 
@@ -8,181 +9,11 @@ use super::ResourceType;
 
 /// Applies the kind's defaults in place.
 pub fn apply(rt: &ResourceType, object: &mut Value) {
-    match (rt.group, rt.kind) {
-        ("", "Pod") => {
-            if let Some(spec) = object.get_mut("spec") {
-                pod_spec(spec);
-                pod_only(spec);
-            }
-        }
-        ("", "Service") => service(object),
-        ("", "Namespace") => {
-            let name = object["metadata"]["name"].clone();
-            if let Some(meta) = object["metadata"].as_object_mut() {
-                let labels = entry_object(meta, "labels");
-                labels.insert("kubernetes.io/metadata.name".into(), name);
-            }
-        }
-        ("", "Secret") => {
-            set_missing(object, "type", json!("Opaque"));
-            merge_string_data(object);
-        }
-        ("", "PersistentVolumeClaim") => {
-            if let Some(spec) = object.get_mut("spec") {
-                set_missing(spec, "volumeMode", json!("Filesystem"));
-            }
-            set_missing(status(object), "phase", json!("Pending"));
-        }
-        ("", "PersistentVolume") => {
-            if let Some(spec) = object.get_mut("spec") {
-                set_missing(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
-                set_missing(spec, "volumeMode", json!("Filesystem"));
-            }
-            set_missing(status(object), "phase", json!("Pending"));
-        }
-        ("", "Node") => {
-            if let Some(capacity) = object.pointer("/status/capacity").cloned() {
-                set_missing(status(object), "allocatable", capacity);
-            }
-        }
-        ("", "Endpoints") => {
-            for subset in items_mut(object, "subsets") {
-                for port in items_mut(subset, "ports") {
-                    set_missing(port, "protocol", json!("TCP"));
-                }
-            }
-        }
-        ("apps", "Deployment") => {
-            let spec = spec(object);
-            set_missing(spec, "replicas", json!(1));
-            let strategy = entry(spec, "strategy", json!({}));
-            set_missing(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                let ru = entry(strategy, "rollingUpdate", json!({}));
-                set_missing(ru, "maxUnavailable", json!("25%"));
-                set_missing(ru, "maxSurge", json!("25%"));
-            }
-            set_missing(spec, "revisionHistoryLimit", json!(10));
-            set_missing(spec, "progressDeadlineSeconds", json!(600));
-            template(spec);
-        }
-        ("apps", "ReplicaSet") => {
-            let spec = spec(object);
-            set_missing(spec, "replicas", json!(1));
-            template(spec);
-        }
-        ("apps", "StatefulSet") => {
-            let spec = spec(object);
-            set_missing(spec, "replicas", json!(1));
-            set_missing(spec, "podManagementPolicy", json!("OrderedReady"));
-            let strategy = entry(spec, "updateStrategy", json!({}));
-            if strategy.get("type").is_none() {
-                strategy["type"] = json!("RollingUpdate");
-                set_missing(strategy, "rollingUpdate", json!({}));
-            }
-            if strategy["type"] == "RollingUpdate"
-                && let Some(ru) = strategy.get_mut("rollingUpdate")
-            {
-                set_missing(ru, "partition", json!(0));
-            }
-            set_missing(spec, "revisionHistoryLimit", json!(10));
-            set_missing(
-                spec,
-                "persistentVolumeClaimRetentionPolicy",
-                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-            );
-            for pvc in items_mut(spec, "volumeClaimTemplates") {
-                set_missing(pvc, "apiVersion", json!("v1"));
-                set_missing(pvc, "kind", json!("PersistentVolumeClaim"));
-                if let Some(s) = pvc.get_mut("spec") {
-                    set_missing(s, "volumeMode", json!("Filesystem"));
-                }
-                set_missing(status(pvc), "phase", json!("Pending"));
-            }
-            template(spec);
-        }
-        ("apps", "DaemonSet") => {
-            let spec = spec(object);
-            let strategy = entry(spec, "updateStrategy", json!({}));
-            set_missing(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                let ru = entry(strategy, "rollingUpdate", json!({}));
-                set_missing(ru, "maxUnavailable", json!(1));
-                set_missing(ru, "maxSurge", json!(0));
-            }
-            set_missing(spec, "revisionHistoryLimit", json!(10));
-            template(spec);
-        }
-        ("batch", "Job") => {
-            let template_labels = object.pointer("/spec/template/metadata/labels").cloned();
-            let spec = spec(object);
-            job_spec(spec);
-            template(spec);
-            if let (Some(labels), Some(meta)) =
-                (template_labels, object["metadata"].as_object_mut())
-                && meta
-                    .get("labels")
-                    .is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
-            {
-                meta.insert("labels".into(), labels);
-            }
-        }
-        ("batch", "CronJob") => {
-            let spec = spec(object);
-            set_missing(spec, "concurrencyPolicy", json!("Allow"));
-            set_missing(spec, "suspend", json!(false));
-            set_missing(spec, "successfulJobsHistoryLimit", json!(3));
-            set_missing(spec, "failedJobsHistoryLimit", json!(1));
-            if let Some(job) = spec.pointer_mut("/jobTemplate/spec") {
-                template(job);
-            }
-        }
-        ("autoscaling", "HorizontalPodAutoscaler") => {
-            let spec = spec(object);
-            set_missing(spec, "minReplicas", json!(1));
-            if spec
-                .get("metrics")
-                .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty))
-            {
-                spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]);
-            }
-        }
-        ("networking.k8s.io", "IngressClass") => {
-            if let Some(p) = object.pointer_mut("/spec/parameters") {
-                set_missing(p, "scope", json!("Cluster"));
-            }
-        }
-        ("discovery.k8s.io", "EndpointSlice") => {
-            for port in items_mut(object, "ports") {
-                set_missing(port, "protocol", json!("TCP"));
-                set_missing(port, "name", json!(""));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A Secret's `stringData` is write-only: it is folded into `data`.
-fn merge_string_data(secret: &mut Value) {
-    use base64::Engine;
-    let Some(map) = secret.as_object_mut() else {
-        return;
-    };
-    let Some(Value::Object(strings)) = map.remove("stringData") else {
-        return;
-    };
-    let data = map.entry("data").or_insert_with(|| json!({}));
-    if let Some(data) = data.as_object_mut() {
-        for (k, v) in strings {
-            let encoded =
-                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
-            data.insert(k, json!(encoded));
-        }
-    }
+    rt.rules.defaults(object);
 }
 
 /// Sets `v[key]` when `v` is an object without that key (or with `null`).
-fn set_missing(v: &mut Value, key: &str, value: Value) {
+pub(crate) fn set_missing(v: &mut Value, key: &str, value: Value) {
     if let Some(m) = v.as_object_mut()
         && m.get(key).is_none_or(Value::is_null)
     {
@@ -191,28 +22,31 @@ fn set_missing(v: &mut Value, key: &str, value: Value) {
 }
 
 /// `v[key]`, inserting `init` first when absent.
-fn entry<'a>(v: &'a mut Value, key: &str, init: Value) -> &'a mut Value {
+pub(crate) fn entry<'a>(v: &'a mut Value, key: &str, init: Value) -> &'a mut Value {
     set_missing(v, key, init);
     &mut v[key]
 }
 
-fn entry_object<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn entry_object<'a>(
+    m: &'a mut Map<String, Value>,
+    key: &str,
+) -> &'a mut Map<String, Value> {
     if !m.get(key).is_some_and(Value::is_object) {
         m.insert(key.into(), json!({}));
     }
     m[key].as_object_mut().expect("object")
 }
 
-fn spec(object: &mut Value) -> &mut Value {
+pub(crate) fn spec(object: &mut Value) -> &mut Value {
     entry(object, "spec", json!({}))
 }
 
-fn status(object: &mut Value) -> &mut Value {
+pub(crate) fn status(object: &mut Value) -> &mut Value {
     entry(object, "status", json!({}))
 }
 
 /// The elements of the list at `v[key]` (none when absent).
-fn items_mut<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
+pub(crate) fn items_mut<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
     v.get_mut(key)
         .and_then(Value::as_array_mut)
         .into_iter()
@@ -220,38 +54,10 @@ fn items_mut<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Va
 }
 
 /// Defaults of the pod template inside a workload spec.
-fn template(spec: &mut Value) {
+pub(crate) fn template(spec: &mut Value) {
     if let Some(pod) = spec.pointer_mut("/template/spec") {
         pod_spec(pod);
     }
-}
-
-fn job_spec(spec: &mut Value) {
-    let completions = spec.get("completions").is_some_and(|v| !v.is_null());
-    let parallelism = spec.get("parallelism").is_some_and(|v| !v.is_null());
-    if !completions && !parallelism {
-        spec["completions"] = json!(1);
-        spec["parallelism"] = json!(1);
-    } else {
-        set_missing(spec, "parallelism", json!(1));
-    }
-    let per_index = spec
-        .get("backoffLimitPerIndex")
-        .is_some_and(|v| !v.is_null());
-    set_missing(
-        spec,
-        "backoffLimit",
-        json!(if per_index { i32::MAX } else { 6 }),
-    );
-    set_missing(spec, "completionMode", json!("NonIndexed"));
-    set_missing(spec, "suspend", json!(false));
-    set_missing(spec, "manualSelector", json!(false));
-    let replacement = if spec.get("podFailurePolicy").is_some_and(|v| !v.is_null()) {
-        "Failed"
-    } else {
-        "TerminatingOrFailed"
-    };
-    set_missing(spec, "podReplacementPolicy", json!(replacement));
 }
 
 /// `PodSpec` defaults (pods and every pod template).
@@ -268,35 +74,6 @@ pub fn pod_spec(spec: &mut Value) {
     }
     for v in items_mut(spec, "volumes") {
         volume(v);
-    }
-}
-
-/// Defaults that apply to Pods but not to pod templates.
-fn pod_only(spec: &mut Value) {
-    set_missing(spec, "enableServiceLinks", json!(true));
-    let host_network = spec["hostNetwork"] == true;
-    for list in ["containers", "initContainers"] {
-        for c in items_mut(spec, list) {
-            // Requests default to limits for resources with only a limit.
-            if let Some(limits) = c
-                .pointer("/resources/limits")
-                .and_then(Value::as_object)
-                .cloned()
-            {
-                let resources = entry(c, "resources", json!({}));
-                let requests = entry(resources, "requests", json!({}));
-                for (k, v) in limits {
-                    set_missing(requests, &k, v);
-                }
-            }
-            if host_network {
-                for p in items_mut(c, "ports") {
-                    if p.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
-                        p["hostPort"] = p["containerPort"].clone();
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -403,7 +180,7 @@ const VOLUME_SOURCES: &[&str] = &[
     "vsphereVolume",
 ];
 
-pub fn volume_sources() -> &'static [&'static str] {
+pub(crate) fn volume_sources() -> &'static [&'static str] {
     VOLUME_SOURCES
 }
 
@@ -431,58 +208,6 @@ fn volume(v: &mut Value) {
     }
     if let Some(h) = v.get_mut("hostPath") {
         set_missing(h, "type", json!(""));
-    }
-}
-
-fn service(object: &mut Value) {
-    let spec = spec(object);
-    set_missing(spec, "type", json!("ClusterIP"));
-    set_missing(spec, "sessionAffinity", json!("None"));
-    if spec["sessionAffinity"] == "None" {
-        if let Some(m) = spec.as_object_mut() {
-            m.remove("sessionAffinityConfig");
-        }
-    } else if spec["sessionAffinity"] == "ClientIP" {
-        let cfg = entry(spec, "sessionAffinityConfig", json!({}));
-        let client = entry(cfg, "clientIP", json!({}));
-        set_missing(client, "timeoutSeconds", json!(10800));
-    }
-    for p in items_mut(spec, "ports") {
-        set_missing(p, "protocol", json!("TCP"));
-        let target_unset = match p.get("targetPort") {
-            None | Some(Value::Null) => true,
-            Some(Value::Number(n)) => n.as_i64() == Some(0),
-            Some(Value::String(s)) => s.is_empty(),
-            _ => false,
-        };
-        if target_unset {
-            p["targetPort"] = p["port"].clone();
-        }
-    }
-    let kind = spec["type"].as_str().unwrap_or_default().to_string();
-    let external = matches!(kind.as_str(), "NodePort" | "LoadBalancer")
-        || spec["externalIPs"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty());
-    if external {
-        set_missing(spec, "externalTrafficPolicy", json!("Cluster"));
-    }
-    if kind != "ExternalName" {
-        set_missing(spec, "internalTrafficPolicy", json!("Cluster"));
-        set_missing(spec, "ipFamilyPolicy", json!("SingleStack"));
-        set_missing(spec, "ipFamilies", json!(["IPv4"]));
-    }
-    if kind == "LoadBalancer" {
-        set_missing(spec, "allocateLoadBalancerNodePorts", json!(true));
-    }
-    // `clusterIPs` mirrors `clusterIP` once it is known.
-    if let Some(ip) = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        let ip = ip.to_string();
-        set_missing(spec, "clusterIPs", json!([ip]));
     }
 }
 

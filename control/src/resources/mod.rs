@@ -1,5 +1,7 @@
-//! The kinds Peapod serves, and what each one means: scope, names,
-//! subresources, and the per-kind rules (defaults, validation, printing).
+//! What every served kind shares: the resource descriptor, subresources,
+//! the catalog, and the machinery of defaults, validation, lifecycle,
+//! field selectors and printing that calls into each kind's rules
+//! (`crate::kinds`).
 //!
 //! Types come from `k8s-openapi`; this module only adds what the API server
 //! needs to know about them beyond their shape.
@@ -43,7 +45,7 @@ pub mod metrics;
 pub mod table;
 pub mod validation;
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, served};
 
 use schemars::{Schema, SchemaGenerator};
 use serde_json::Value;
@@ -161,6 +163,8 @@ pub struct ResourceType {
     pub schema: fn(&mut SchemaGenerator) -> Schema,
     /// Decodes into the typed form and back: checks types and drops unknown fields.
     pub normalize: fn(Value) -> Result<Value, DecodeError>,
+    /// The kind's rules: defaults, validation, lifecycle, printing.
+    pub rules: &'static dyn crate::kinds::Kind,
 }
 
 /// A body that does not decode as its kind.

@@ -234,12 +234,15 @@ impl Standbys {
         let (memory_limit, cpu_millis) = super::wasm::limits(c);
         let logs = self.node.config.data_dir.join("standby");
         std::fs::create_dir_all(&logs)?;
+        let (max_concurrent_requests, timeout) = super::wasm::request_bounds(&pod);
         let config = HttpConfig {
             env,
             log: logs.join(format!("{}_{deployment}.log", key.0)),
             log_rotation: self.node.config.container_log,
             memory_limit,
             cpu_millis,
+            request_timeout: Some(timeout),
+            max_concurrent_requests,
             usage: Arc::new(Usage::default()),
             stats: Arc::new(HttpStats::default()),
             ..Default::default()

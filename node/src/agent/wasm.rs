@@ -8,9 +8,11 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use nix::sched::{CloneFlags, setns};
+use peapod_common::knative;
 use peapod_runtimes::image::Image;
 use peapod_runtimes::oci::Exit;
 use peapod_runtimes::wasm::{CommandConfig, HttpConfig, HttpStats, Usage, WasmRuntime};
@@ -90,6 +92,25 @@ pub(super) fn limits(c: &Container) -> (Option<u64>, Option<u64>) {
         quantity("memory", peapod_common::quantity::value),
         quantity("cpu", peapod_common::quantity::milli),
     )
+}
+
+/// How many requests an HTTP function's instance serves at once and how
+/// long one may run, from the pod's annotations (the API server has
+/// checked them), else at most 1000 at once and Knative's 300 s.
+pub(super) fn request_bounds(pod: &Pod) -> (usize, Duration) {
+    let annotation = |name: &str| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    };
+    let concurrency = annotation(knative::CONCURRENCY_ANNOTATION).map_or(1000, |n| n as usize);
+    let timeout = annotation(knative::REQUEST_TIMEOUT_ANNOTATION)
+        .unwrap_or(knative::DEFAULT_REQUEST_TIMEOUT_SECONDS)
+        .min(knative::MAX_REQUEST_TIMEOUT_SECONDS);
+    (concurrency, Duration::from_secs(timeout))
 }
 
 /// Starts run `id` of Wasm container `c`: compiles (or loads the cached
@@ -190,6 +211,7 @@ pub async fn start(
                     "an HTTP function needs a containerPort to be served on",
                 )
             })?;
+        let (max_concurrent_requests, timeout) = request_bounds(ctx.pod);
         let config = HttpConfig {
             env,
             preopens,
@@ -197,6 +219,8 @@ pub async fn start(
             log_rotation: ctx.log_rotation,
             memory_limit,
             cpu_millis,
+            request_timeout: Some(timeout),
+            max_concurrent_requests,
             usage,
             stats: http_stats.unwrap_or_default(),
             ..Default::default()

@@ -48,7 +48,13 @@ pub struct HttpStats {
     pub oom_kills: AtomicU64,
     /// Requests cancelled by the request timeout.
     pub timeouts: AtomicU64,
+    /// Requests turned away with 503 because too many were waiting.
+    pub rejected: AtomicU64,
 }
+
+/// Requests that may wait for a running one to finish, per request the
+/// function may run at once (Knative's queue-proxy allows as many).
+const QUEUE_PER_SLOT: usize = 10;
 
 impl WasmRuntime {
     /// Serves an HTTP function on `listener` until the future is dropped.
@@ -72,6 +78,9 @@ impl WasmRuntime {
             log,
             cpu: config.cpu_millis.map(CpuQuota::new),
             requests: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            admitted: Arc::new(Semaphore::new(
+                config.max_concurrent_requests.max(1) * (1 + QUEUE_PER_SLOT),
+            )),
             stop,
             config,
         });
@@ -102,7 +111,10 @@ struct Server {
     config: HttpConfig,
     log: Arc<LogFile>,
     cpu: Option<Arc<CpuQuota>>,
+    /// Requests running at once.
     requests: Arc<Semaphore>,
+    /// Requests running or waiting: beyond it, 503 at once.
+    admitted: Arc<Semaphore>,
     stop: watch::Receiver<()>,
 }
 
@@ -112,6 +124,8 @@ enum Failure {
     Guest,
     /// The host failed before the guest ran.
     Host(wasmtime::Error),
+    /// Too many requests are waiting already.
+    Overloaded,
 }
 
 async fn serve_connection(server: Arc<Server>, stream: TcpStream) {
@@ -135,16 +149,24 @@ impl Server {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         match self.dispatch(req).await {
             Ok(response) => response,
-            Err(failure) => {
+            Err(Failure::Overloaded) => {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded: too many requests are waiting for this function".into(),
+                )
+            }
+            Err(Failure::Guest) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                let text = match failure {
-                    Failure::Guest => "the function failed; see its log".to_string(),
-                    Failure::Host(e) => {
-                        let text = format!("serving the request failed: {e:#}");
-                        log.message(Stream::Stderr, &format!("wasm: {text}"));
-                        text
-                    }
-                };
+                text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the function failed; see its log".into(),
+                )
+            }
+            Err(Failure::Host(e)) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                let text = format!("serving the request failed: {e:#}");
+                log.message(Stream::Stderr, &format!("wasm: {text}"));
                 text_response(StatusCode::INTERNAL_SERVER_ERROR, text)
             }
         }
@@ -154,6 +176,11 @@ impl Server {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, Failure> {
+        let _admitted = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Failure::Overloaded)?;
         let permit = self
             .requests
             .clone()

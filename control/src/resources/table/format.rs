@@ -1,5 +1,5 @@
-//! Cell formatting shared by the printers: ages, label maps, selectors,
-//! container lists.
+//! Cell formatting shared by the kinds' rows: ages, label maps, selectors,
+//! container lists, conditions, load balancer addresses.
 
 use serde_json::Value;
 
@@ -140,6 +140,30 @@ pub fn or(v: &Value, default: &str) -> String {
 
 pub fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
+}
+
+/// The first element of a list of conditions or addresses with this `type`.
+pub fn first_of_type<'a>(list: &'a Value, ty: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|a| a["type"] == ty)
+}
+
+/// The sorted, distinct IPs (else hostnames) of a load balancer's ingress points.
+pub fn lb_addresses(ingress: &Value) -> Vec<String> {
+    let mut out: Vec<String> = ingress
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            i["ip"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .or_else(|| i["hostname"].as_str())
+                .map(String::from)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]

@@ -9,14 +9,6 @@ use crate::resources::ResourceType;
 const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 
-fn name_rule(kind: &str) -> fn(&str) -> Vec<String> {
-    match kind {
-        "Namespace" | "StatefulSet" => names::dns1123_label,
-        "Service" => names::dns1035_label,
-        _ => names::dns1123_subdomain,
-    }
-}
-
 pub fn object_meta(rt: &ResourceType, object: &Value, old: Option<&Value>, errs: &mut Errors) {
     let meta = &object["metadata"];
     let name = meta["name"].as_str().unwrap_or_default();
@@ -26,14 +18,7 @@ pub fn object_meta(rt: &ResourceType, object: &Value, old: Option<&Value>, errs:
             "name or generateName is required",
         ));
     } else {
-        errs.name("metadata.name", name, name_rule(rt.kind)(name));
-        if rt.kind == "CronJob" && old.is_none() && name.len() > 52 {
-            errs.push(FieldError::invalid(
-                "metadata.name",
-                &json!(name),
-                "must be no more than 52 characters",
-            ));
-        }
+        errs.name("metadata.name", name, rt.rules.name_rule()(name));
     }
     if rt.namespaced {
         let ns = meta["namespace"].as_str().unwrap_or_default();

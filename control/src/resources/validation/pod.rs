@@ -1,4 +1,4 @@
-//! Pods and pod templates.
+//! Pod specs, in pods and in every pod template.
 
 use std::collections::HashSet;
 
@@ -7,40 +7,52 @@ use serde_json::{Value, json};
 use super::{Errors, meta, names};
 use crate::error::FieldError;
 use crate::resources::defaults::volume_sources;
+use peapod_common::knative;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
-const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
-
-pub fn pod(object: &Value, old: Option<&Value>, errs: &mut Errors) {
-    let spec = &object["spec"];
-    pod_spec(spec, "spec", &[], errs);
-    if let Some(old) = old {
-        pod_update(spec, &old["spec"], errs);
-    } else if spec["ephemeralContainers"]
-        .as_array()
-        .is_some_and(|e| !e.is_empty())
-    {
-        errs.push(FieldError::forbidden(
-            "spec.ephemeralContainers",
-            "cannot be set on create",
-        ));
-    }
-}
 
 /// A pod template inside a workload: labels and spec. `claims` names
 /// volumes the workload adds (a StatefulSet's volume claim templates).
-pub fn template(template: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
+pub(crate) fn template(template: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
     if let Some(labels) = template
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
     {
         meta::labels_map(labels, &format!("{path}.labels"), errs);
     }
+    function_annotations(&template["metadata"], &format!("{path}.metadata"), errs);
     pod_spec(&template["spec"], &format!("{path}.spec"), claims, errs);
 }
 
-pub fn pod_spec(spec: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
+/// The bounds an HTTP function's pod may set on its Wasm containers'
+/// requests: a positive whole number up to Knative's limits.
+pub(crate) fn function_annotations(meta: &Value, path: &str, errs: &mut Errors) {
+    for (name, max) in [
+        (knative::CONCURRENCY_ANNOTATION, 1000),
+        (
+            knative::REQUEST_TIMEOUT_ANNOTATION,
+            knative::MAX_REQUEST_TIMEOUT_SECONDS,
+        ),
+    ] {
+        let Some(value) = meta["annotations"].get(name) else {
+            continue;
+        };
+        let ok = value
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| (1..=max).contains(&n));
+        if !ok {
+            errs.push(FieldError::invalid(
+                format!("{path}.annotations[{name}]"),
+                value,
+                format!("must be a whole number between 1 and {max}"),
+            ));
+        }
+    }
+}
+
+pub(crate) fn pod_spec(spec: &Value, path: &str, claims: &[&str], errs: &mut Errors) {
     let mut volumes = volumes(spec, path, errs);
     volumes.extend(claims.iter().map(|c| c.to_string()));
     let containers = spec["containers"].as_array();
@@ -320,51 +332,5 @@ fn probe(p: &Value, path: &str, success_must_be_one: bool, errs: &mut Errors) {
             &format!("{path}.httpGet.scheme"),
             &["HTTP", "HTTPS"],
         );
-    }
-}
-
-/// What may change on a pod after creation (images, activeDeadlineSeconds,
-/// added tolerations, removed scheduling gates); everything else is fixed.
-fn pod_update(new: &Value, old: &Value, errs: &mut Errors) {
-    for list in ["containers", "initContainers"] {
-        let n = new[list].as_array().map_or(0, Vec::len);
-        let o = old[list].as_array().map_or(0, Vec::len);
-        if n != o {
-            errs.push(FieldError::forbidden(
-                format!("spec.{list}"),
-                "pod updates may not add or remove containers",
-            ));
-            return;
-        }
-    }
-    let mut a = new.clone();
-    let mut b = old.clone();
-    for v in [&mut a, &mut b] {
-        for list in ["containers", "initContainers"] {
-            for c in v[list].as_array_mut().into_iter().flatten() {
-                c["image"] = Value::Null;
-            }
-        }
-        for field in [
-            "activeDeadlineSeconds",
-            "tolerations",
-            "schedulingGates",
-            "terminationGracePeriodSeconds",
-            "nodeName",
-        ] {
-            if let Some(m) = v.as_object_mut() {
-                m.remove(field);
-            }
-        }
-    }
-    // Binding sets `nodeName` once; after that it is fixed.
-    if let Some(old_node) = old["nodeName"].as_str().filter(|n| !n.is_empty())
-        && new["nodeName"].as_str() != Some(old_node)
-    {
-        errs.push(FieldError::forbidden("spec", POD_UPDATE_FORBIDDEN));
-        return;
-    }
-    if a != b {
-        errs.push(FieldError::forbidden("spec", POD_UPDATE_FORBIDDEN));
     }
 }

@@ -11,7 +11,7 @@ use crate::selector::LabelSelector;
 use crate::selector::labels::labels_of;
 
 /// `spec.selector` is present, non-empty and selects the template's labels.
-fn selector_matches_template(spec: &Value, kind_word: &str, errs: &mut Errors) {
+pub(crate) fn selector_matches_template(spec: &Value, kind_word: &str, errs: &mut Errors) {
     let selector = spec.get("selector").filter(|s| !s.is_null());
     let template_labels = spec
         .pointer("/template/metadata/labels")
@@ -56,7 +56,7 @@ fn selector_matches_template(spec: &Value, kind_word: &str, errs: &mut Errors) {
     }
 }
 
-fn template_restart_always(spec: &Value, kind: &str, errs: &mut Errors) {
+pub(crate) fn template_restart_always(spec: &Value, kind: &str, errs: &mut Errors) {
     let policy = &spec["template"]["spec"]["restartPolicy"];
     if policy.as_str().is_some_and(|p| p != "Always") {
         errs.push(FieldError::not_supported(
@@ -76,7 +76,7 @@ fn template_restart_always(spec: &Value, kind: &str, errs: &mut Errors) {
     }
 }
 
-fn percent_or_int(v: &Value, path: &str, errs: &mut Errors) -> Option<f64> {
+pub(crate) fn percent_or_int(v: &Value, path: &str, errs: &mut Errors) -> Option<f64> {
     match v {
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(0);
@@ -108,8 +108,9 @@ fn percent_or_int(v: &Value, path: &str, errs: &mut Errors) -> Option<f64> {
     }
 }
 
-/// Deployments and ReplicaSets.
-pub fn replicated(kind: &str, object: &Value, old: Option<&Value>, errs: &mut Errors) {
+/// What Deployments and ReplicaSets share: counts, a selector that
+/// matches the template, the template, and a selector fixed after creation.
+pub(crate) fn replicated(object: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = &object["spec"];
     for f in [
         "replicas",
@@ -122,129 +123,12 @@ pub fn replicated(kind: &str, object: &Value, old: Option<&Value>, errs: &mut Er
     selector_matches_template(spec, "deployment", errs);
     pod::template(&spec["template"], "spec.template", &[], errs);
     template_restart_always(spec, "ReplicaSet", errs);
-    if kind == "Deployment" {
-        let strategy = &spec["strategy"];
-        let ty = strategy["type"].as_str().unwrap_or("RollingUpdate");
-        match ty {
-            "Recreate" if strategy.get("rollingUpdate").is_some_and(|r| !r.is_null()) => {
-                errs.push(FieldError::forbidden(
-                    "spec.strategy.rollingUpdate",
-                    "may not be specified when strategy `type` is 'Recreate'",
-                ));
-            }
-            "Recreate" => {}
-            "RollingUpdate" => {
-                let ru = &strategy["rollingUpdate"];
-                let unavailable = ru.get("maxUnavailable").and_then(|v| {
-                    percent_or_int(v, "spec.strategy.rollingUpdate.maxUnavailable", errs)
-                });
-                let surge = ru
-                    .get("maxSurge")
-                    .and_then(|v| percent_or_int(v, "spec.strategy.rollingUpdate.maxSurge", errs));
-                if unavailable == Some(0.0) && surge == Some(0.0) {
-                    errs.push(FieldError::invalid(
-                        "spec.strategy.rollingUpdate.maxUnavailable",
-                        &ru["maxUnavailable"],
-                        "may not be 0 when `maxSurge` is 0",
-                    ));
-                }
-            }
-            _ => errs.push(FieldError::not_supported(
-                "spec.strategy",
-                strategy,
-                &["Recreate", "RollingUpdate"],
-            )),
-        }
-        if let (Some(p), Some(m)) = (
-            spec["progressDeadlineSeconds"].as_i64(),
-            spec["minReadySeconds"].as_i64(),
-        ) && p <= m
-        {
-            errs.push(FieldError::invalid(
-                "spec.progressDeadlineSeconds",
-                &json!(p),
-                "must be greater than minReadySeconds",
-            ));
-        }
-    }
     if let Some(old) = old {
         errs.immutable(object, old, "/spec/selector", "spec.selector");
     }
 }
 
-pub fn stateful_set(object: &Value, old: Option<&Value>, errs: &mut Errors) {
-    let spec = &object["spec"];
-    for f in ["replicas", "minReadySeconds"] {
-        errs.non_negative(spec, f, &format!("spec.{f}"));
-    }
-    if let Some(p) = spec["podManagementPolicy"].as_str()
-        && !matches!(p, "OrderedReady" | "Parallel")
-    {
-        errs.push(FieldError::invalid(
-            "spec.podManagementPolicy",
-            &json!(p),
-            "must be 'OrderedReady' or 'Parallel'",
-        ));
-    }
-    if let Some(t) = spec["updateStrategy"]["type"].as_str()
-        && !matches!(t, "RollingUpdate" | "OnDelete")
-    {
-        errs.push(FieldError::invalid(
-            "spec.updateStrategy",
-            &spec["updateStrategy"],
-            "must be 'RollingUpdate' or 'OnDelete'",
-        ));
-    }
-    selector_matches_template(spec, "statefulset", errs);
-    let claims: Vec<&str> = spec["volumeClaimTemplates"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["metadata"]["name"].as_str())
-        .collect();
-    pod::template(&spec["template"], "spec.template", &claims, errs);
-    template_restart_always(spec, "StatefulSet", errs);
-    if let Some(old) = old {
-        let mut a = spec.clone();
-        let mut b = old["spec"].clone();
-        for v in [&mut a, &mut b] {
-            if let Some(m) = v.as_object_mut() {
-                for f in [
-                    "replicas",
-                    "ordinals",
-                    "template",
-                    "updateStrategy",
-                    "revisionHistoryLimit",
-                    "persistentVolumeClaimRetentionPolicy",
-                    "minReadySeconds",
-                ] {
-                    m.remove(f);
-                }
-            }
-        }
-        if a != b {
-            errs.push(FieldError::forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
-        }
-    }
-}
-
-pub fn daemon_set(object: &Value, old: Option<&Value>, errs: &mut Errors) {
-    let spec = &object["spec"];
-    selector_matches_template(spec, "daemonset", errs);
-    pod::template(&spec["template"], "spec.template", &[], errs);
-    template_restart_always(spec, "DaemonSet", errs);
-    errs.one_of(
-        &spec["updateStrategy"],
-        "type",
-        "spec.updateStrategy",
-        &["RollingUpdate", "OnDelete"],
-    );
-    if let Some(old) = old {
-        errs.immutable(object, old, "/spec/selector", "spec.selector");
-    }
-}
-
-fn job_spec(spec: &Value, path: &str, errs: &mut Errors) {
+pub(crate) fn job_spec(spec: &Value, path: &str, errs: &mut Errors) {
     for f in [
         "parallelism",
         "completions",
@@ -282,60 +166,7 @@ fn job_spec(spec: &Value, path: &str, errs: &mut Errors) {
     pod::template(&spec["template"], &format!("{path}.template"), &[], errs);
 }
 
-pub fn job(object: &Value, old: Option<&Value>, errs: &mut Errors) {
-    let spec = &object["spec"];
-    job_spec(spec, "spec", errs);
-    selector_matches_template(spec, "job", errs);
-    if let Some(old) = old {
-        for (pointer, path) in [
-            ("/spec/selector", "spec.selector"),
-            ("/spec/template", "spec.template"),
-            ("/spec/completionMode", "spec.completionMode"),
-            ("/spec/podFailurePolicy", "spec.podFailurePolicy"),
-        ] {
-            errs.immutable(object, old, pointer, path);
-        }
-        if spec["completionMode"] != "Indexed" {
-            errs.immutable(object, old, "/spec/completions", "spec.completions");
-        }
-    }
-}
-
-pub fn cron_job(object: &Value, errs: &mut Errors) {
-    let spec = &object["spec"];
-    match spec["schedule"].as_str() {
-        None | Some("") => errs.push(FieldError::required("spec.schedule", "")),
-        Some(s) => {
-            if let Err(e) = check_schedule(s) {
-                errs.push(FieldError::invalid("spec.schedule", &json!(s), e));
-            }
-        }
-    }
-    errs.one_of(
-        spec,
-        "concurrencyPolicy",
-        "spec.concurrencyPolicy",
-        &["Allow", "Forbid", "Replace"],
-    );
-    for f in [
-        "startingDeadlineSeconds",
-        "successfulJobsHistoryLimit",
-        "failedJobsHistoryLimit",
-    ] {
-        errs.non_negative(spec, f, &format!("spec.{f}"));
-    }
-    let job = &spec["jobTemplate"]["spec"];
-    job_spec(job, "spec.jobTemplate.spec", errs);
-    if job.get("selector").is_some_and(|s| !s.is_null()) {
-        errs.push(FieldError::invalid(
-            "spec.jobTemplate.spec.selector",
-            &job["selector"],
-            "`selector` will be auto-generated",
-        ));
-    }
-}
-
-pub fn check_schedule(schedule: &str) -> Result<(), String> {
+pub(crate) fn check_schedule(schedule: &str) -> Result<(), String> {
     let s = schedule.trim();
     if s.contains("TZ=") {
         return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::format::{or, since};
+use crate::resources::table::{AGE, Column, NAME, Row, or, since};
 
 fn condition_true(pod: &Value, ty: &str) -> bool {
     pod["status"]["conditions"]
@@ -30,8 +30,22 @@ fn terminated_reason(t: &Value, prefix: &str) -> String {
     }
 }
 
-/// Cells for a pod and its row conditions.
-pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
+pub fn columns() -> Vec<Column> {
+    vec![
+        NAME,
+        Column::text("Ready"),
+        Column::text("Status"),
+        Column::text("Restarts"),
+        AGE,
+        Column::text("IP").wide(),
+        Column::text("Node").wide(),
+        Column::text("Nominated Node").wide(),
+        Column::text("Readiness Gates").wide(),
+    ]
+}
+
+/// A pod's cells and its row conditions.
+pub fn row(pod: &Value, now: jiff::Timestamp) -> Row {
     let spec = &pod["spec"];
     let status = &pod["status"];
     let init_specs = spec["initContainers"]
@@ -176,18 +190,18 @@ pub fn row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
             .count();
         format!("{passing}/{}", gates.len())
     };
-    let cells = vec![
-        json!(pod["metadata"]["name"]),
-        json!(format!("{ready}/{total}")),
-        json!(reason),
-        json!(restarts_cell),
-        json!(since(&pod["metadata"]["creationTimestamp"], now)),
-        json!(ip),
-        json!(or(&spec["nodeName"], "<none>")),
-        json!(or(&status["nominatedNodeName"], "<none>")),
-        json!(gates_cell),
-    ];
-    (cells, conditions)
+    let row = Row::new()
+        .cell("Ready", format!("{ready}/{total}"))
+        .cell("Status", reason)
+        .cell("Restarts", restarts_cell)
+        .cell("IP", ip)
+        .cell("Node", or(&spec["nodeName"], "<none>"))
+        .cell("Nominated Node", or(&status["nominatedNodeName"], "<none>"))
+        .cell("Readiness Gates", gates_cell);
+    match conditions {
+        Some(c) => row.conditions(c),
+        None => row,
+    }
 }
 
 #[cfg(test)]
@@ -195,8 +209,9 @@ mod tests {
     use super::*;
 
     fn status_of(pod: Value) -> String {
-        row(&pod, jiff::Timestamp::now()).0[2]
-            .as_str()
+        row(&pod, jiff::Timestamp::now())
+            .get("Status")
+            .and_then(Value::as_str)
             .unwrap()
             .to_string()
     }
