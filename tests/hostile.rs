@@ -914,6 +914,96 @@ fn a_node_does_not_wait_for_ever_on_a_silent_server() {
     assert!(err.contains(&server), "{err}");
 }
 
+/// A Node object pointing its address at a host that is not a node (here
+/// a TLS server with a certificate of its own, as anyone could run): the
+/// API server does not finish the handshake, so the node token never
+/// reaches it, and `kubectl logs` says why.
+#[test]
+fn the_node_token_goes_only_to_a_node_the_cluster_ca_certified() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=impostor"])
+        .args(["-addext", "subjectAltName=DNS:impostor,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let received = dir.path().join("received");
+    let impostor = KilledOnDrop(
+        std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::fs::File::create(&received).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start openssl s_server"),
+    );
+    assert!(eventually(WAIT, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Node
+metadata: {{name: impostor}}
+status:
+  addresses: [{{type: InternalIP, address: 127.0.0.1}}]
+  daemonEndpoints: {{kubeletEndpoint: {{Port: {port}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: lured, namespace: default}}
+spec:
+  nodeName: impostor
+  containers: [{{name: c, image: busybox}}]
+"
+    ));
+    let err = s.fails(&["logs", "lured"]);
+    assert!(
+        err.contains("impostor") && err.contains("certificate"),
+        "{err}"
+    );
+    drop(impostor);
+    let seen = std::fs::read_to_string(&received).unwrap_or_default();
+    assert!(
+        !seen.contains("Bearer"),
+        "the impostor got the token: {seen}"
+    );
+    assert!(!seen.contains("GET "), "the impostor got a request: {seen}");
+}
+
 /// The files of container `c`'s first run under `dir`, with their sizes.
 fn log_files(dir: &std::path::Path, c: &str) -> Vec<(std::path::PathBuf, u64)> {
     let mut found = Vec::new();

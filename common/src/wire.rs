@@ -48,3 +48,22 @@ pub struct NodeUsage {
     pub memory_bytes: u64,
     pub pods: Vec<PodUsage>,
 }
+
+/// Where a node asks the API server for its serving certificate, with its
+/// node credential: a POST of a [`ServingCertificateRequest`].
+pub const SERVING_CERTIFICATE_PATH: &str = "/peapod/v1/node-serving-certificate";
+
+/// The name and addresses a node's serving certificate is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServingCertificateRequest {
+    pub node_name: String,
+    pub addresses: Vec<String>,
+}
+
+/// A serving certificate signed by the cluster CA, and its key (PEM).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingCertificate {
+    pub certificate: String,
+    pub key: String,
+}

@@ -26,6 +26,8 @@ type Result<T> = std::result::Result<T, PkiError>;
 
 pub struct Credentials {
     pub ca_cert_pem: String,
+    /// Signs the nodes' serving certificates.
+    pub ca_key_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
     pub admin_token: String,
@@ -156,8 +158,7 @@ impl Credentials {
         let (server_cert, server_key) = match existing {
             Some(pair) => pair,
             None => {
-                let ca_key = KeyPair::from_pem(&ca_key)?;
-                let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key)?;
+                let issuer = Issuer::from_ca_cert_pem(&ca_cert, KeyPair::from_pem(&ca_key)?)?;
                 let key = KeyPair::generate()?;
                 let mut params = CertificateParams::new(names.clone())?;
                 let mut dn = DistinguishedName::new();
@@ -178,6 +179,7 @@ impl Credentials {
         )?;
         Ok(Credentials {
             ca_cert_pem: ca_cert,
+            ca_key_pem: ca_key,
             server_cert_pem: server_cert,
             server_key_pem: server_key,
             admin_token: token(&pki.join("admin-token"), "")?,
@@ -219,6 +221,31 @@ current-context: peapod
     }
 }
 
+/// A serving certificate and key for node `name` at `ips`, signed by
+/// the cluster CA: the API server checks it before it sends the node
+/// anything (as `--kubelet-certificate-authority` makes kube-apiserver).
+pub fn node_serving(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    name: &str,
+    ips: &[std::net::IpAddr],
+) -> Result<(String, String)> {
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![name.to_string()])?;
+    params
+        .subject_alt_names
+        .extend(ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("system:node:{name}"));
+    dn.push(DnType::OrganizationName, "system:nodes");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +262,38 @@ mod tests {
         assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
         assert_ne!(a.server_cert_pem, c.server_cert_pem);
         assert!(a.kubeconfig("https://127.0.0.1:6443").contains("token: "));
+    }
+
+    #[test]
+    fn node_serving_certificates_are_signed_by_the_ca_for_the_node() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::pem::PemObject;
+        let dir = tempfile::tempdir().unwrap();
+        let c = Credentials::load_or_create(dir.path(), &[]).unwrap();
+        let ip = "10.1.2.3".parse().unwrap();
+        let (cert, _key) = node_serving(&c.ca_cert_pem, &c.ca_key_pem, "n1", &[ip]).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let ca =
+            rustls::pki_types::CertificateDer::from_pem_slice(c.ca_cert_pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .build()
+        .unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        for (name, ok) in [("n1", true), ("10.1.2.3", true), ("n2", false)] {
+            let server = rustls::pki_types::ServerName::try_from(name).unwrap();
+            assert_eq!(
+                verifier
+                    .verify_server_cert(&der, &[], &server, &[], now)
+                    .is_ok(),
+                ok,
+                "{name}"
+            );
+        }
     }
 }

@@ -141,7 +141,11 @@ impl ControlPlane {
                 credentials.ca_cert_pem.clone(),
                 credentials.node_token.clone(),
             )
-            .with_watch_limit(config.max_watches_per_client),
+            .with_watch_limit(config.max_watches_per_client)
+            .with_node_issuer(crate::api::node_cert::Issuer {
+                ca_cert_pem: credentials.ca_cert_pem.clone(),
+                ca_key_pem: credentials.ca_key_pem.clone(),
+            }),
         );
         let tls = tls::server_config(&credentials.server_cert_pem, &credentials.server_key_pem)
             .map_err(ServerError::Config)?;

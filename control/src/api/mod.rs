@@ -8,6 +8,7 @@ mod discovery;
 mod encoded;
 mod hpa_v1;
 mod metrics;
+pub mod node_cert;
 mod node_proxy;
 mod params;
 mod path;
@@ -46,6 +47,12 @@ pub struct Api {
     pub ca_pem: String,
     /// What the server presents to nodes' APIs (logs, exec).
     pub node_token: String,
+    /// Connects to nodes' APIs, trusting only certificates the cluster CA
+    /// signed for the Node's name.
+    pub node_tls: tokio_rustls::TlsConnector,
+    /// Signs nodes' serving certificates (`node_cert.rs`), when this server
+    /// holds the CA key.
+    pub node_issuer: Option<node_cert::Issuer>,
     pub encoded: encoded::EncodedCache,
     /// Open watches per client address.
     pub watches: peapod_common::conn::Clients,
@@ -69,11 +76,19 @@ impl Api {
             schemas: Schemas::global(),
             auth,
             server_address,
+            node_tls: node_proxy::tls_connector(&ca_pem),
             ca_pem,
             node_token,
+            node_issuer: None,
             encoded: encoded::EncodedCache::new(32 * 1024),
             watches: peapod_common::conn::Clients::with_limit(MAX_WATCHES_PER_CLIENT),
         }
+    }
+
+    /// The same, issuing nodes' serving certificates with the cluster CA.
+    pub fn with_node_issuer(mut self, issuer: node_cert::Issuer) -> Api {
+        self.node_issuer = Some(issuer);
+        self
     }
 
     /// The same, allowing `limit` open watches per client address.
@@ -157,6 +172,9 @@ fn go_arch() -> &'static str {
 }
 
 async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
+    if req.uri().path() == node_cert::PATH {
+        return node_cert::handle(api, &user, req).await;
+    }
     let accept = req
         .headers()
         .get(header::ACCEPT)

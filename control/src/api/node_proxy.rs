@@ -13,9 +13,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
 use super::Api;
@@ -36,64 +35,22 @@ const UPGRADE_HEADERS: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
-/// Nodes present certificates they made themselves; like kube-apiserver
-/// without `--kubelet-certificate-authority`, the server does not verify
-/// them. The node checks the server's token instead.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
+/// A TLS connector to nodes' APIs trusting the cluster CA alone: a node's
+/// certificate must be one the CA signed for the Node's name (`node_cert.rs`
+/// issues them), so the node token goes to no other host a Node object
+/// points at (as `--kubelet-certificate-authority` makes kube-apiserver).
+pub fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()).flatten() {
+        if let Err(e) = roots.add(cert) {
+            tracing::error!("the cluster CA cannot verify nodes: {e}");
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -368,12 +325,10 @@ async fn forward(
     let tcp = tokio::net::TcpStream::connect(endpoint)
         .await
         .map_err(|e| unreachable(&e))?;
-    let host = endpoint
-        .rsplit_once(':')
-        .map_or(endpoint, |(h, _)| h)
-        .to_string();
-    let server_name = ServerName::try_from(host.clone()).map_err(|e| unreachable(&e))?;
-    let tls = tls_connector()
+    // The certificate must name the Node, wherever its address points.
+    let server_name = ServerName::try_from(node_name.to_string()).map_err(|e| unreachable(&e))?;
+    let tls = api
+        .node_tls
         .connect(server_name, tcp)
         .await
         .map_err(|e| unreachable(&e))?;

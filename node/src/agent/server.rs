@@ -1,10 +1,12 @@
 //! The node's own API, which the API server proxies `pods/log`,
 //! `pods/exec`, `pods/attach`, `pods/portforward` and `pods/proxy` to (as the kubelet's port 10250):
-//! HTTPS with a certificate made at start, and the cluster's node token as
+//! HTTPS with a certificate the cluster CA signs for the node's name (the
+//! API server trusts no other), and the cluster's node token as
 //! the shared secret that proves a caller is the control plane.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,6 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
+use peapod_common::wire::{
+    SERVING_CERTIFICATE_PATH, ServingCertificate, ServingCertificateRequest,
+};
 use tokio::net::TcpListener;
 
 use super::NodeCtx;
@@ -32,23 +37,34 @@ pub async fn bind(config: &AgentConfig) -> std::io::Result<(TcpListener, u16)> {
     Ok((listener, port))
 }
 
-pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
-    let names = vec![
-        node.config.node_ip.to_string(),
-        node.config.name.clone(),
-        "localhost".into(),
-    ];
-    let cert = match rcgen::generate_simple_self_signed(names) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("making the node API's certificate: {e}");
-            return;
-        }
+/// The node API's certificate, signed by the cluster CA for this node's
+/// name and address (the API server trusts no other); asked of the API
+/// server until it answers.
+async fn serving_certificate(node: &NodeCtx) -> ServingCertificate {
+    let body = ServingCertificateRequest {
+        node_name: node.config.name.clone(),
+        addresses: vec![node.config.node_ip.to_string(), "127.0.0.1".into()],
     };
-    let tls = match peapod_common::tls::server_config(
-        &cert.cert.pem(),
-        &cert.signing_key.serialize_pem(),
-    ) {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let request = http::Request::post(SERVING_CERTIFICATE_PATH)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default());
+        match request {
+            Ok(r) => match node.client.request::<ServingCertificate>(r).await {
+                Ok(cert) => return cert,
+                Err(e) => tracing::warn!("asking for the node API's certificate: {e}"),
+            },
+            Err(e) => tracing::error!("the node API's certificate request: {e}"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+pub async fn serve(listener: TcpListener, node: Arc<NodeCtx>) {
+    let cert = serving_certificate(&node).await;
+    let tls = match peapod_common::tls::server_config(&cert.certificate, &cert.key) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("node API TLS: {e}");
