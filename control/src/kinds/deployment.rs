@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{ALL, Kind};
 use crate::error::FieldError;
 use crate::resources::defaults::{entry, set_missing, spec, template};
-use crate::resources::lifecycle::keep_field;
+use crate::resources::lifecycle::copy_field;
 use crate::resources::table::{
     AGE, CONTAINERS, Column, IMAGES, NAME, Row, SELECTOR, int, selector_string,
 };
@@ -62,7 +62,9 @@ impl Kind for Deployment {
     /// The controller records the revision through `/status` without
     /// bumping the generation, as Kubernetes allows.
     fn on_status_write(&self, request: &Value, merged: &mut Value) {
-        keep_field(merged, request, "metadata", "annotations");
+        if let Some(meta) = merged.get_mut("metadata") {
+            copy_field(&request["metadata"], meta, "annotations");
+        }
     }
 
     fn columns(&self) -> Vec<Column> {

@@ -8,7 +8,7 @@ use super::{ALL, Kind};
 use crate::resources::defaults::{set_missing, spec, template};
 use crate::resources::fields::Field;
 use crate::resources::table::{
-    AGE, CONTAINERS, Column, IMAGES, NAME, Row, SELECTOR, first_of_type, human_duration, int,
+    AGE, CONTAINERS, Column, IMAGES, NAME, Row, SELECTOR, condition_true, human_duration, int,
     selector, since,
 };
 use crate::resources::validation::Errors;
@@ -131,10 +131,6 @@ impl Kind for Job {
             .containers(&spec["template"]["spec"])
             .cell("Selector", selector(&spec["selector"]))
     }
-}
-
-fn condition_true(o: &Value, ty: &str) -> bool {
-    first_of_type(&o["status"]["conditions"], ty).is_some_and(|c| c["status"] == "True")
 }
 
 /// `JobSpec` defaults.

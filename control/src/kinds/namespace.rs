@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::{Kind, NONE};
 use crate::resources::defaults::entry_object;
 use crate::resources::fields::Field;
-use crate::resources::lifecycle::keep_field;
+use crate::resources::lifecycle::copy_field;
 use crate::resources::table::{AGE, Column, NAME, Row, or};
 use crate::resources::validation::{Errors, names};
 use crate::resources::{ResourceType, Subresource::*, served};
@@ -77,7 +77,9 @@ impl Kind for Namespace {
 
     /// The finalizers change only through `/finalize`.
     fn keep_on_main_update(&self, new: &mut Value, old: &Value) {
-        keep_field(new, old, "spec", "finalizers");
+        if let Some(spec) = new.get_mut("spec") {
+            copy_field(&old["spec"], spec, "finalizers");
+        }
     }
 
     fn on_deletion_start(&self, object: &mut Value) {

@@ -109,7 +109,7 @@ impl Objects {
             }
             Some(Subresource::Status) => {
                 let mut merged = (*current).clone();
-                copy_field(&new, &mut merged, "status");
+                lifecycle::copy_field(&new, &mut merged, "status");
                 rt.rules.on_status_write(&new, &mut merged);
                 merged
             }
@@ -224,13 +224,4 @@ fn check_identity(t: Target<'_>, new: &Value, current: &Value) -> ApiResult<()> 
             ))),
         },
     }
-}
-
-/// Sets `to[field]` to `from[field]`, or removes it when `from` has none.
-fn copy_field(from: &Value, to: &mut Value, field: &str) {
-    let Some(to) = to.as_object_mut() else { return };
-    match from.get(field) {
-        Some(v) => to.insert(field.into(), v.clone()),
-        None => to.remove(field),
-    };
 }

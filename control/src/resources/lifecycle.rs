@@ -42,13 +42,8 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, status_on
 /// (kinds with a status subresource) and what the kind keeps for a
 /// subresource of its own (a namespace's finalizers, through `/finalize`).
 pub fn preserve_on_main_update(rt: &ResourceType, new: &mut Value, old: &Value) {
-    if rt.has(Subresource::Status)
-        && let Some(map) = new.as_object_mut()
-    {
-        match old.get("status") {
-            Some(v) => map.insert("status".into(), v.clone()),
-            None => map.remove("status"),
-        };
+    if rt.has(Subresource::Status) {
+        copy_field(old, new, "status");
     }
     rt.rules.keep_on_main_update(new, old);
 }
@@ -89,14 +84,12 @@ pub fn on_deletion_start(rt: &ResourceType, object: &mut Value) {
     }
 }
 
-/// Copies `old[parent][field]` into `new` (removing it when `old` has none).
-pub fn keep_field(new: &mut Value, old: &Value, parent: &str, field: &str) {
-    let value = old.get(parent).and_then(|p| p.get(field)).cloned();
-    let Some(map) = new.get_mut(parent).and_then(Value::as_object_mut) else {
-        return;
-    };
-    match value {
-        Some(v) => map.insert(field.into(), v),
-        None => map.remove(field),
+/// Sets `to[field]` to `from[field]`, removing it when `from` has none
+/// (nothing when `to` is not an object).
+pub fn copy_field(from: &Value, to: &mut Value, field: &str) {
+    let Some(to) = to.as_object_mut() else { return };
+    match from.get(field) {
+        Some(v) => to.insert(field.into(), v.clone()),
+        None => to.remove(field),
     };
 }

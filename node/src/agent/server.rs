@@ -45,11 +45,12 @@ async fn serving_certificate(node: &NodeCtx) -> ServingCertificate {
         node_name: node.config.name.clone(),
         addresses: vec![node.config.node_ip.to_string(), "127.0.0.1".into()],
     };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
     let mut wait = Duration::from_millis(500);
     loop {
         let request = http::Request::post(SERVING_CERTIFICATE_PATH)
             .header(header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(&body).unwrap_or_default());
+            .body(body.clone());
         match request {
             Ok(r) => match node.client.request::<ServingCertificate>(r).await {
                 Ok(cert) => return cert,

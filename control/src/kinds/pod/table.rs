@@ -2,16 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::table::{AGE, Column, NAME, Row, or, since};
-
-fn condition_true(pod: &Value, ty: &str) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == ty)
-        .is_some_and(|c| c["status"] == "True")
-}
+use crate::resources::table::{AGE, Column, NAME, Row, condition_true, or, since};
 
 fn later<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
     match (a, b) {

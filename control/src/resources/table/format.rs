@@ -147,6 +147,11 @@ pub fn first_of_type<'a>(list: &'a Value, ty: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|a| a["type"] == ty)
 }
 
+/// Whether the object's condition of this `type` is `True`.
+pub fn condition_true(o: &Value, ty: &str) -> bool {
+    first_of_type(&o["status"]["conditions"], ty).is_some_and(|c| c["status"] == "True")
+}
+
 /// The sorted, distinct IPs (else hostnames) of a load balancer's ingress points.
 pub fn lb_addresses(ingress: &Value) -> Vec<String> {
     let mut out: Vec<String> = ingress

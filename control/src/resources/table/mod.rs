@@ -7,8 +7,8 @@
 mod format;
 
 pub use format::{
-    containers, first_of_type, human_duration, int, labels, lb_addresses, or, selector,
-    selector_string, since,
+    condition_true, containers, first_of_type, human_duration, int, labels, lb_addresses, or,
+    selector, selector_string, since,
 };
 
 use serde_json::{Value, json};
