@@ -177,6 +177,89 @@ spec:
     assert_eq!(s.ok(&["exec", "inside", "--", "cat", "/mnt/f"]), "hi\n");
 }
 
+/// A `Localhost` seccomp profile comes from the node's seccomp directory
+/// and nowhere else: a name leading out is refused by the API, a link
+/// leading out by the node, and a profile that is there is enforced.
+#[test]
+fn a_localhost_seccomp_profile_is_read_only_from_the_nodes_directory() {
+    let registry = Registry::start();
+    let image = registry.push_busybox();
+    let s = cluster("seccomp", &registry.address, &[]);
+    let profiles = s.dir.path().join("seccomp");
+    std::fs::create_dir_all(profiles.join("profiles")).unwrap();
+    // Everything allowed but making directories.
+    let no_mkdir = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#;
+    std::fs::write(profiles.join("profiles/no-mkdir.json"), no_mkdir).unwrap();
+    // A profile outside the directory, and a link to it inside.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("lax.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path().join("lax.json"), profiles.join("lax.json")).unwrap();
+    let pod = |name: &str, file: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    seccompProfile: {{type: Localhost, localhostProfile: "{file}"}}
+  containers:
+  - name: c
+    image: {image}
+    command: ["sh", "-c", "mkdir /tmp/d && echo created; sleep 3600"]
+"#
+        )
+    };
+
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &pod("out", "../../etc/lax.json"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a profile name out of the directory was accepted"
+    );
+    assert!(
+        stderr.contains("spec.securityContext.seccompProfile.localhostProfile")
+            && stderr.contains("must not contain '..'"),
+        "{stderr}"
+    );
+
+    for (name, file, why) in [
+        ("link", "lax.json", "leads out of the seccomp directory"),
+        ("missing", "profiles/none.json", "No such file"),
+    ] {
+        s.apply(&pod(name, file));
+        assert!(
+            eventually(WAIT, || s
+                .ok(&["get", "pod", name])
+                .contains("CreateContainerError")),
+            "{}",
+            s.ok(&["describe", "pod", name])
+        );
+        let events = events_of(&s, name);
+        assert!(events.contains(why), "{name}: {events}");
+    }
+
+    s.apply(&pod("enforced", "profiles/no-mkdir.json"));
+    assert!(
+        eventually(WAIT, || s
+            .ok(&["get", "pod", "enforced"])
+            .contains("Running")),
+        "{}",
+        s.ok(&["describe", "pod", "enforced"])
+    );
+    let logs = s.ok(&["logs", "enforced"]);
+    assert!(
+        logs.contains("Operation not permitted") && !logs.contains("created"),
+        "{logs}"
+    );
+}
+
 /// ConfigMap (and Secret, downward API, projected) volumes are written by
 /// the node: a container gets them read-only, so it cannot plant a link
 /// that the node's next refresh would write through onto the host.

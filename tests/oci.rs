@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use peapod_node::network::netns;
 use peapod_runtimes::image::{self, ImageStore, PullPolicy};
-use peapod_runtimes::oci::{BindMount, ContainerConfig, Oci, PodNamespaces, Resources, Security};
+use peapod_runtimes::oci::{
+    BindMount, ContainerConfig, Oci, PodNamespaces, Resources, Seccomp, Security,
+};
 use support::registry::Registry;
 
 /// Everything one test makes on the machine, removed on drop.
@@ -138,11 +140,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn pull(registry: &Registry, dir: &Path) -> image::Image {
-    let reference = registry.push_busybox();
+    pull_image(registry, dir, &registry.push_busybox())
+}
+
+fn pull_image(registry: &Registry, dir: &Path, reference: &str) -> image::Image {
     let store = ImageStore::new(dir, vec![registry.address.clone()]);
     runtime()
-        .block_on(store.pull(&reference, PullPolicy::IfNotPresent, &[]))
-        .expect("pull busybox")
+        .block_on(store.pull(reference, PullPolicy::IfNotPresent, &[]))
+        .expect("pull the test image")
 }
 
 #[test]
@@ -265,4 +270,87 @@ fn containers_run_log_exit_exec_and_are_oom_killed() {
             .join(id);
         assert!(!cg.exists(), "{} left behind", cg.display());
     }
+}
+
+/// What the prober (tests/images/probe.c) reported, call by call, running
+/// under `security`.
+fn probe(fx: &mut Fixture, image: &image::Image, id: &str, security: Security) -> String {
+    let rt = runtime();
+    let mut config = fx.container(image, id, &["/probe"]);
+    config.security = security;
+    let running = rt
+        .block_on(fx.oci.start(&config))
+        .expect("start the prober");
+    let exit = rt.block_on(fx.oci.wait(&running));
+    let log = std::fs::read_to_string(&config.log).unwrap_or_default();
+    assert_eq!(exit.code, 0, "{exit:?} {log}");
+    let calls: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split(" stdout F ").nth(1))
+        .collect();
+    calls.join(" ")
+}
+
+#[test]
+fn runtime_default_seccomp_is_an_allow_list_and_unconfined_only_when_asked() {
+    let registry = Registry::start();
+    let mut fx = Fixture::new("seccomp");
+    let image = pull_image(
+        &registry,
+        &fx.dir.path().join("images"),
+        &registry.push_probe(),
+    );
+    let confined = Security {
+        seccomp: Seccomp::RuntimeDefault,
+        ..Security::default()
+    };
+
+    // Calls a deny-list let through (io_uring, clone3 with namespace
+    // flags) are refused; clone3 says ENOSYS so that threads fall back to
+    // clone, which forks but makes no namespaces.
+    let got = probe(&mut fx, &image, "t-seccomp-default-0", confined.clone());
+    for expected in [
+        "io_uring_setup=EPERM",
+        "clone3_newuser=ENOSYS",
+        "clone_fork=OK",
+        "clone_newuser=EPERM",
+        "unshare_newns=EPERM",
+        "keyctl=EPERM",
+        "personality_no_randomize=EPERM",
+        "thread=OK",
+    ] {
+        assert!(
+            got.contains(expected),
+            "{expected} under RuntimeDefault: {got}"
+        );
+    }
+
+    // CAP_SYS_ADMIN brings the calls it governs, and only those.
+    let admin = Security {
+        add_capabilities: vec!["SYS_ADMIN".into()],
+        ..confined
+    };
+    let got = probe(&mut fx, &image, "t-seccomp-admin-0", admin);
+    for expected in ["unshare_newns=OK", "io_uring_setup=EPERM", "keyctl=EPERM"] {
+        assert!(
+            got.contains(expected),
+            "{expected} with CAP_SYS_ADMIN: {got}"
+        );
+    }
+
+    // Unconfined: the same calls reach the kernel.
+    let got = probe(
+        &mut fx,
+        &image,
+        "t-seccomp-unconfined-0",
+        Security::default(),
+    );
+    for expected in [
+        "io_uring_setup=OK",
+        "personality_no_randomize=OK",
+        "thread=OK",
+    ] {
+        assert!(got.contains(expected), "{expected} when Unconfined: {got}");
+    }
+    assert!(!got.contains("clone3_newuser=ENOSYS"), "{got}");
 }

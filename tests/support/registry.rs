@@ -60,38 +60,43 @@ impl Registry {
         registry
     }
 
-    /// Builds and pushes the busybox test image; returns its reference.
-    pub fn push_busybox(&self) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/images/busybox.sh");
+    /// Runs `tests/images/<script>` with this registry and `args`, which
+    /// builds an image and pushes it.
+    fn push_with(&self, script: &str, args: &[&std::ffi::OsStr]) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/images")
+            .join(script);
         let out = Command::new("bash")
-            .arg(script)
+            .arg(path)
             .arg(&self.address)
+            .args(args)
             .output()
-            .expect("run busybox.sh");
+            .unwrap_or_else(|e| panic!("run {script}: {e}"));
         assert!(
             out.status.success(),
-            "pushing busybox failed: {}",
+            "{script} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Builds and pushes the busybox test image; returns its reference.
+    pub fn push_busybox(&self) -> String {
+        self.push_with("busybox.sh", &[]);
         format!("{}/busybox:1.36", self.address)
     }
 
     /// Pushes an image whose layer whites out `target/victim` through a
     /// symlink to `target` (tests/images/hostile.sh); returns its reference.
     pub fn push_hostile(&self, target: &Path) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/images/hostile.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(&self.address)
-            .arg(target)
-            .output()
-            .expect("run hostile.sh");
-        assert!(
-            out.status.success(),
-            "pushing the hostile image failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.push_with("hostile.sh", &[target.as_os_str()]);
         format!("{}/hostile:1", self.address)
+    }
+
+    /// Pushes the system call prober (tests/images/probe.c); returns its
+    /// reference.
+    pub fn push_probe(&self) -> String {
+        self.push_with("probe.sh", &[]);
+        format!("{}/probe:1", self.address)
     }
 }
 

@@ -11,12 +11,13 @@ use kube::ResourceExt;
 use peapod_common::quantity;
 use peapod_runtimes::image::{self, Credentials, Image, PullPolicy};
 use peapod_runtimes::oci::{
-    BindMount, ContainerConfig, PodNamespaces, Resources, Running, Security, Streams, user,
+    BindMount, ContainerConfig, PodNamespaces, Resources, Running, Seccomp, Security, Streams, user,
 };
 
 use super::NodeCtx;
 use super::env::{self, Addresses, Sources};
 use super::sandbox::{PodDir, cgroup_parent};
+use super::seccomp;
 use super::volumes::Prepared;
 
 /// Why a run could not start, as the container's waiting reason.
@@ -102,23 +103,11 @@ fn resources(c: &Container) -> Resources {
     }
 }
 
-fn security(pod: &Pod, c: &Container) -> Security {
+fn security(c: &Container, seccomp: Seccomp) -> Security {
     let s: SecurityContext = c.security_context.clone().unwrap_or_default();
     let caps = s.capabilities.clone().unwrap_or_default();
-    // The container's seccompProfile over the pod's; RuntimeDefault unless
-    // one says Unconfined (Kubernetes' default is Unconfined, Peapod's the
-    // safer RuntimeDefault, as the issue of the node agent asks).
-    let profile = s
-        .seccomp_profile
-        .as_ref()
-        .or(pod
-            .spec
-            .as_ref()
-            .and_then(|p| p.security_context.as_ref())
-            .and_then(|p| p.seccomp_profile.as_ref()))
-        .map(|p| p.type_.clone());
     Security {
-        seccomp: profile.as_deref() != Some("Unconfined"),
+        seccomp,
         privileged: s.privileged.unwrap_or(false),
         allow_privilege_escalation: s.allow_privilege_escalation.unwrap_or(false),
         readonly_rootfs: s.read_only_root_filesystem.unwrap_or(false),
@@ -304,6 +293,8 @@ pub async fn start(
             "no command specified: the image has no entrypoint and the container no command",
         ));
     }
+    let seccomp = seccomp::resolve(&node.config.data_dir.join("seccomp"), ctx.pod, c)
+        .map_err(|e| LaunchError::new("CreateContainerError", e))?;
     let base = ctx.dir.container(id);
     let rootfs = base.join("rootfs");
     image::mount_rootfs(
@@ -380,7 +371,7 @@ pub async fn start(
         namespaces: ctx.namespaces.clone(),
         cgroup_parent: cgroup_parent(&ctx.pod.uid().unwrap_or_default()),
         resources: resources(c),
-        security: security(ctx.pod, c),
+        security: security(c, seccomp),
         log,
         log_rotation: ctx.log_rotation,
         streams: Streams {

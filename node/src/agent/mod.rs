@@ -18,6 +18,7 @@ mod run;
 mod rundir;
 mod runtime;
 pub mod sandbox;
+mod seccomp;
 mod server;
 mod service_env;
 pub mod standby;

@@ -10,7 +10,7 @@ pub mod attach;
 pub mod exec;
 mod pidfd;
 mod profile;
-mod seccomp;
+pub mod seccomp;
 pub mod shim;
 mod signals;
 mod spec;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 pub use self::pidfd::PidFd;
+pub use self::seccomp::Seccomp;
 
 /// The hidden subcommand that runs a shim (`peapod <SHIM_COMMAND> ...`).
 pub const SHIM_COMMAND: &str = "oci-shim";
@@ -79,8 +80,8 @@ pub struct Security {
     /// Capability names as Kubernetes writes them (`NET_ADMIN`, `ALL`).
     pub add_capabilities: Vec<String>,
     pub drop_capabilities: Vec<String>,
-    /// Apply the default seccomp profile (`RuntimeDefault`).
-    pub seccomp: bool,
+    /// The seccomp filter (none for privileged containers, whatever this says).
+    pub seccomp: Seccomp,
 }
 
 /// cgroup limits.

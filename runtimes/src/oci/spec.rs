@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 
 use super::ContainerConfig;
 use super::profile;
+use super::seccomp::{self, Seccomp};
 
 /// The CFS period quotas are expressed against, in microseconds.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -109,6 +110,13 @@ fn devices(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>, OciSpecError> {
 pub fn build(config: &ContainerConfig) -> Result<Spec, OciSpecError> {
     let privileged = config.security.privileged;
     let capabilities = profile::capabilities(&config.security);
+    // Their names as the spec writes them (`CAP_SYS_ADMIN`), for seccomp.
+    let bounding: Vec<String> = capabilities
+        .bounding()
+        .iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(String::from))
+        .collect();
     let process = ProcessBuilder::default()
         .terminal(config.streams.tty)
         .user(
@@ -168,8 +176,14 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, OciSpecError> {
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(config.cgroup_path()))
         .resources(resources);
-    if config.security.seccomp && !privileged {
-        linux = linux.seccomp(super::seccomp::default_profile()?);
+    let seccomp = match &config.security.seccomp {
+        _ if privileged => None,
+        Seccomp::Unconfined => None,
+        Seccomp::RuntimeDefault => Some(seccomp::runtime_default(&bounding)?),
+        Seccomp::Profile(p) => Some((**p).clone()),
+    };
+    if let Some(profile) = seccomp {
+        linux = linux.seccomp(seccomp::for_libcontainer(profile)?);
     }
     linux = if privileged {
         linux.masked_paths(vec![]).readonly_paths(vec![])
@@ -255,13 +269,20 @@ mod tests {
         assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
         assert!(json["linux"].get("seccomp").is_none());
         let mut confined = config();
-        confined.security.seccomp = true;
+        confined.security.seccomp = Seccomp::RuntimeDefault;
         let json = serde_json::to_value(build(&confined).unwrap()).unwrap();
-        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
-        let refused = json["linux"]["seccomp"]["syscalls"][0]["names"]
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let allowed = json["linux"]["seccomp"]["syscalls"][0]["names"]
             .as_array()
             .unwrap();
-        assert!(refused.iter().any(|n| n == "mount"));
+        assert!(
+            allowed.iter().any(|n| n == "chroot"),
+            "CAP_SYS_CHROOT is held"
+        );
+        assert!(!allowed.iter().any(|n| n == "mount"));
+        confined.security.privileged = true;
+        let json = serde_json::to_value(build(&confined).unwrap()).unwrap();
+        assert!(json["linux"].get("seccomp").is_none());
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod data;
 mod meta;
 pub mod names;
 pub(crate) mod pod;
+#[cfg(test)]
+mod tests;
 pub(crate) mod workloads;
 
 pub(crate) use data::{immutable_data, over_limit, sized_keys, too_long};

@@ -11,6 +11,7 @@ use peapod_common::knative;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+const SECCOMP_TYPES: &[&str] = &["Localhost", "RuntimeDefault", "Unconfined"];
 
 /// A pod template inside a workload: labels and spec. `claims` names
 /// volumes the workload adds (a StatefulSet's volume claim templates).
@@ -77,6 +78,11 @@ pub(crate) fn pod_spec(spec: &Value, path: &str, claims: &[&str], errs: &mut Err
             }
         }
     }
+    seccomp_profile(
+        &spec["securityContext"]["seccompProfile"],
+        &format!("{path}.securityContext.seccompProfile"),
+        errs,
+    );
     errs.one_of(
         spec,
         "restartPolicy",
@@ -157,6 +163,11 @@ fn container(
             errs.push(FieldError::duplicate(format!("{path}.name"), &json!(name)));
         }
     }
+    seccomp_profile(
+        &c["securityContext"]["seccompProfile"],
+        &format!("{path}.securityContext.seccompProfile"),
+        errs,
+    );
     let image = c["image"].as_str().unwrap_or_default();
     if image.is_empty() {
         errs.push(FieldError::required(format!("{path}.image"), ""));
@@ -259,6 +270,33 @@ fn container(
                 errs,
             );
         }
+    }
+}
+
+/// A `seccompProfile`: a known type, and a file for `Localhost` only,
+/// beneath the node's seccomp directory.
+fn seccomp_profile(p: &Value, path: &str, errs: &mut Errors) {
+    if p.is_null() {
+        return;
+    }
+    let kind = p["type"].as_str().unwrap_or_default();
+    if kind.is_empty() {
+        errs.push(FieldError::required(format!("{path}.type"), ""));
+    }
+    errs.one_of(p, "type", &format!("{path}.type"), SECCOMP_TYPES);
+    let file_path = format!("{path}.localhostProfile");
+    match p["localhostProfile"].as_str() {
+        Some(file) if kind == "Localhost" => local_descending_path(file, &file_path, errs),
+        Some(file) => errs.push(FieldError::invalid(
+            file_path,
+            &json!(file),
+            "can only be set when seccomp type is Localhost",
+        )),
+        None if kind == "Localhost" => errs.push(FieldError::required(
+            file_path,
+            "must be set when seccomp type is Localhost",
+        )),
+        None => {}
     }
 }
 
