@@ -260,6 +260,122 @@ spec:
     );
 }
 
+/// A pod that fills the node's disk past its limits is evicted (Failed,
+/// reason Evicted, an event naming the limit) and what its emptyDir held
+/// is freed; a memory-backed emptyDir is full at its limit.
+#[test]
+fn a_pod_over_its_local_storage_limits_is_evicted() {
+    let registry = Registry::start();
+    let image = registry.push_busybox();
+    let s = cluster(
+        "evict",
+        &registry.address,
+        &["--eviction-monitoring-interval", "1"],
+    );
+    let fill = |path: &str| format!("dd if=/dev/zero of={path} bs=1M count=4 2>&1; sleep 3600");
+    s.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: volume-filler}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: data, emptyDir: {{sizeLimit: 1Mi}}}}]
+  containers:
+  - name: c
+    image: {image}
+    command: ["sh", "-c", "{}"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: layer-filler}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: {image}
+    command: ["sh", "-c", "{}"]
+    resources: {{limits: {{ephemeral-storage: 1Mi}}}}
+  - name: idle
+    image: {image}
+    command: ["sleep", "3600"]
+    resources: {{limits: {{ephemeral-storage: 100Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: memory-filler}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: shm, emptyDir: {{medium: Memory, sizeLimit: 1Mi}}}}]
+  containers:
+  - name: c
+    image: {image}
+    command: ["sh", "-c", "{}"]
+    volumeMounts: [{{name: shm, mountPath: /shm}}]
+"#,
+        fill("/data/f"),
+        fill("/tmp/f"),
+        fill("/shm/f"),
+    ));
+    for (pod, why) in [
+        (
+            "volume-filler",
+            r#"Usage of EmptyDir volume "data" exceeds the limit "1Mi"."#,
+        ),
+        (
+            "layer-filler",
+            r#"Container writer exceeded its local ephemeral storage limit "1Mi"."#,
+        ),
+    ] {
+        let status = || {
+            s.ok(&[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.status.phase} {.status.reason} {.status.message}",
+            ])
+        };
+        assert!(
+            eventually(WAIT, || status().starts_with("Failed")),
+            "{}",
+            s.ok(&["describe", "pod", pod])
+        );
+        assert_eq!(status(), format!("Failed Evicted {why}"));
+        assert!(events_of(&s, pod).contains(why), "{}", events_of(&s, pod));
+    }
+    // The evicted emptyDir's space is given back.
+    let uid = s.ok(&[
+        "get",
+        "pod",
+        "volume-filler",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let data = s
+        .dir
+        .path()
+        .join("pods")
+        .join(&uid)
+        .join("volumes/empty-dir/data");
+    assert_eq!(
+        std::fs::read_dir(&data).map(|d| d.count()).ok(),
+        Some(0),
+        "{}",
+        data.display()
+    );
+    // A memory-backed emptyDir is full at its limit; its pod runs on.
+    assert!(
+        eventually(WAIT, || s
+            .ok(&["logs", "memory-filler"])
+            .contains("No space left on device")),
+        "{}",
+        s.ok(&["logs", "memory-filler"])
+    );
+    assert!(s.ok(&["get", "pod", "memory-filler"]).contains("Running"));
+}
+
 /// ConfigMap (and Secret, downward API, projected) volumes are written by
 /// the node: a container gets them read-only, so it cannot plant a link
 /// that the node's next refresh would write through onto the host.

@@ -187,6 +187,11 @@ pub struct AgentArgs {
     /// projected and downward API volumes (the kubelet's sync frequency).
     #[arg(long, default_value_t = 60)]
     pub sync_frequency: u64,
+    /// Seconds between measurements of the local storage of pods with
+    /// `emptyDir.sizeLimit` or `ephemeral-storage` limits (the kubelet's
+    /// `--eviction-monitoring-interval`).
+    #[arg(long, default_value_t = 10)]
+    pub eviction_monitoring_interval: u64,
     /// Remove every container, network and file of this node's, then exit.
     #[arg(long)]
     pub cleanup: bool,

@@ -159,6 +159,7 @@ fn agent_config(
         ingress_threads: args.ingress_threads,
         wasm_instance_pool: args.wasm_instance_pool,
         sync_frequency: std::time::Duration::from_secs(args.sync_frequency.max(1)),
+        eviction_interval: std::time::Duration::from_secs(args.eviction_monitoring_interval.max(1)),
         wasm: true,
     })
 }

@@ -49,6 +49,8 @@ pub struct AgentConfig {
     /// How often running pods' ConfigMap, Secret, projected and downward
     /// API volumes are brought up to date.
     pub sync_frequency: std::time::Duration,
+    /// How often the local storage of pods with storage limits is measured.
+    pub eviction_interval: std::time::Duration,
     /// Whether to offer the Wasm runtime.
     pub wasm: bool,
     /// Static pod manifests (`*.yaml`), run without the API server's say.

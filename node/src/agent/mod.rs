@@ -6,6 +6,7 @@ mod atomic_dir;
 pub mod config;
 mod container;
 mod env;
+mod eviction;
 mod hooks;
 mod launch;
 mod metrics;

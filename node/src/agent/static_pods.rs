@@ -198,6 +198,7 @@ mod tests {
             ingress_threads: 0,
             wasm_instance_pool: 0,
             sync_frequency: std::time::Duration::from_secs(60),
+            eviction_interval: std::time::Duration::from_secs(10),
             wasm: false,
         };
         let want = desired(dir.path(), &config, "node-uid");

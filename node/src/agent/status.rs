@@ -19,6 +19,8 @@ pub struct PodFacts<'a> {
     pub init_done: bool,
     /// Set once the pod ended for good.
     pub phase_override: Option<&'a str>,
+    /// Why the node evicted the pod, if it did.
+    pub evicted: Option<&'a str>,
 }
 
 fn terminated_json(t: &Terminated) -> Value {
@@ -173,6 +175,16 @@ pub fn build(facts: &PodFacts, init: &[ContainerState], app: &[ContainerState]) 
         ),
         condition("PodScheduled", true, None, since),
     ];
+    if let Some(message) = facts.evicted {
+        let mut c = condition(
+            "DisruptionTarget",
+            true,
+            Some("TerminationByKubelet"),
+            since,
+        );
+        c["message"] = json!(message);
+        conditions.push(c);
+    }
     // Conditions others own (readiness gates) are kept as they are.
     for c in pod
         .status
@@ -188,7 +200,8 @@ pub fn build(facts: &PodFacts, init: &[ContainerState], app: &[ContainerState]) 
             "ContainersReady",
             "PodScheduled",
         ];
-        if !ours.contains(&c.type_.as_str()) {
+        let replaced = facts.evicted.is_some() && c.type_ == "DisruptionTarget";
+        if !ours.contains(&c.type_.as_str()) && !replaced {
             conditions.push(serde_json::to_value(c).unwrap_or_default());
         }
     }
@@ -203,6 +216,10 @@ pub fn build(facts: &PodFacts, init: &[ContainerState], app: &[ContainerState]) 
     });
     if !init_statuses.is_empty() {
         status["initContainerStatuses"] = json!(init_statuses);
+    }
+    if let Some(message) = facts.evicted {
+        status["reason"] = json!("Evicted");
+        status["message"] = json!(message);
     }
     if let Some(ip) = &facts.pod_ip {
         status["podIP"] = json!(ip);
