@@ -416,20 +416,34 @@ spec:
   - name: c
     image: busybox
     resources: {requests: {cpu: \"64\"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hoarder}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    resources: {limits: {ephemeral-storage: 200Gi}}
 ",
     );
-    assert!(eventually(WAIT, || s.ok(&[
-        "get",
-        "pod",
-        "huge",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}"
-    ]) == "Unschedulable"));
-    let d = s.ok(&["describe", "pod", "huge"]);
-    assert!(
-        d.contains("0/3 nodes are available: 3 Insufficient cpu."),
-        "{d}"
-    );
+    for (pod, why) in [
+        ("huge", "3 Insufficient cpu."),
+        ("hoarder", "3 Insufficient ephemeral-storage."),
+    ] {
+        assert!(eventually(WAIT, || s.ok(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}"
+        ]) == "Unschedulable"));
+        let d = s.ok(&["describe", "pod", pod]);
+        assert!(
+            d.contains(&format!("0/3 nodes are available: {why}")),
+            "{d}"
+        );
+    }
 
     s.ok(&["label", "node", "hn-1", "disk=ssd"]);
     s.ok(&["taint", "node", "hn-2", "dedicated=infra:NoSchedule"]);

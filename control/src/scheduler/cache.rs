@@ -13,6 +13,7 @@ use peapod_common::quantity;
 pub struct Request {
     pub cpu_milli: i64,
     pub memory: i64,
+    pub ephemeral_storage: i64,
     /// (protocol, hostPort) pairs the pod binds on the node.
     pub host_ports: Vec<(String, i32)>,
 }
@@ -22,7 +23,9 @@ pub struct Request {
 const DEFAULT_CPU_MILLI: i64 = 100;
 const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
 
-fn container_requests(c: &k8s_openapi::api::core::v1::Container) -> (i64, i64) {
+/// CPU (milli), memory and ephemeral storage a container asks for: its
+/// requests, or its limits where it has no request.
+fn container_requests(c: &k8s_openapi::api::core::v1::Container) -> [i64; 3] {
     let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
     let lim = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let get = |k: &str, f: fn(&str) -> Option<i64>| {
@@ -31,7 +34,11 @@ fn container_requests(c: &k8s_openapi::api::core::v1::Container) -> (i64, i64) {
             .and_then(|q| f(&q.0))
             .unwrap_or(0)
     };
-    (get("cpu", quantity::milli), get("memory", quantity::value))
+    [
+        get("cpu", quantity::milli),
+        get("memory", quantity::value),
+        get("ephemeral-storage", quantity::value),
+    ]
 }
 
 impl Request {
@@ -40,16 +47,18 @@ impl Request {
         let Some(spec) = pod.spec.as_ref() else {
             return Request::default();
         };
-        let (mut cpu, mut mem) = (0, 0);
+        let [mut cpu, mut mem, mut storage] = [0; 3];
         for c in &spec.containers {
-            let (c, m) = container_requests(c);
+            let [c, m, s] = container_requests(c);
             cpu += c;
             mem += m;
+            storage += s;
         }
         for c in spec.init_containers.iter().flatten() {
-            let (c, m) = container_requests(c);
+            let [c, m, s] = container_requests(c);
             cpu = cpu.max(c);
             mem = mem.max(m);
+            storage = storage.max(s);
         }
         if let Some(overhead) = spec.overhead.as_ref() {
             cpu += overhead
@@ -74,6 +83,7 @@ impl Request {
         Request {
             cpu_milli: cpu,
             memory: mem,
+            ephemeral_storage: storage,
             host_ports,
         }
     }
@@ -125,8 +135,10 @@ pub struct NodeInfo {
     pub allocatable_cpu_milli: i64,
     pub allocatable_memory: i64,
     pub allocatable_pods: i64,
+    pub allocatable_ephemeral_storage: i64,
     pub requested_cpu_milli: i64,
     pub requested_memory: i64,
+    pub requested_ephemeral_storage: i64,
     /// Requests with scorer defaults applied.
     pub nonzero_cpu_milli: i64,
     pub nonzero_memory: i64,
@@ -161,6 +173,10 @@ impl NodeInfo {
             .get("pods")
             .and_then(|q| quantity::value(&q.0))
             .unwrap_or(0);
+        self.allocatable_ephemeral_storage = alloc
+            .get("ephemeral-storage")
+            .and_then(|q| quantity::value(&q.0))
+            .unwrap_or(0);
     }
 
     pub fn add(&mut self, key: String, placed: Placed) {
@@ -168,6 +184,7 @@ impl NodeInfo {
         let (cpu, mem) = placed.request.non_zero();
         self.requested_cpu_milli += placed.request.cpu_milli;
         self.requested_memory += placed.request.memory;
+        self.requested_ephemeral_storage += placed.request.ephemeral_storage;
         self.nonzero_cpu_milli += cpu;
         self.nonzero_memory += mem;
         if let Some(o) = &placed.owner {
@@ -183,6 +200,7 @@ impl NodeInfo {
         let (cpu, mem) = placed.request.non_zero();
         self.requested_cpu_milli -= placed.request.cpu_milli;
         self.requested_memory -= placed.request.memory;
+        self.requested_ephemeral_storage -= placed.request.ephemeral_storage;
         self.nonzero_cpu_milli -= cpu;
         self.nonzero_memory -= mem;
         if let Some(o) = &placed.owner

@@ -208,6 +208,12 @@ pub fn check(c: &Candidate, node: &NodeInfo, cache: &Cache) -> Option<String> {
     if node.requested_memory + c.request.memory > node.allocatable_memory {
         return Some("Insufficient memory".into());
     }
+    if c.request.ephemeral_storage > 0
+        && node.requested_ephemeral_storage + c.request.ephemeral_storage
+            > node.allocatable_ephemeral_storage
+    {
+        return Some("Insufficient ephemeral-storage".into());
+    }
     if !c.request.host_ports.is_empty() {
         let used = node
             .pods
