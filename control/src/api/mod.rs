@@ -3,7 +3,7 @@
 //! to `objects`; this layer only speaks HTTP and the Kubernetes wire forms.
 
 pub mod auth;
-mod codec;
+pub mod codec;
 mod discovery;
 mod encoded;
 mod hpa_v1;
