@@ -275,6 +275,50 @@ fn wasm_pods_serve_run_and_are_contained() {
         "{err}"
     );
 
+    // A Wasm container's subPath is pinned as an OCI one's: a link that an
+    // init container planted in the volume, leading out of it, is refused
+    // rather than preopened.
+    s.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: wasm-escape}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: work, emptyDir: {{}}}}]
+  initContainers:
+  - name: plant
+    image: {r}/busybox:1.36
+    command: ["sh", "-c", "ln -s / /work/escape"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: function
+    image: {r}/samples/hello-http:v1
+    volumeMounts: [{{name: work, mountPath: /data, subPath: escape}}]
+"#,
+        r = registry.address
+    ));
+    assert!(
+        eventually(WAIT, || s
+            .ok(&["get", "pod", "wasm-escape"])
+            .contains("CreateContainerConfigError")),
+        "{}",
+        s.ok(&["describe", "pod", "wasm-escape"])
+    );
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=wasm-escape",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("subPath \"escape\" leads out of the volume"),
+        "{events}"
+    );
+    s.ok(&["delete", "pod", "wasm-escape", "--grace-period=0"]);
+
     // An agent restart restarts Wasm containers, and counts it.
     let before = status(&s, "mixed");
     let dir = s.kill();
