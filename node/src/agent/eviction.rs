@@ -87,11 +87,12 @@ pub fn exceeded(pod: &Pod, usage: &Usage) -> Option<String> {
                         .get("ephemeral-storage")?,
                 )
             })
-            .sum();
-        let used: u64 = usage.containers.values().sum::<u64>()
-            + disk_empty_dirs(pod)
-                .filter_map(|(v, _)| usage.volumes.get(&v.name))
-                .sum::<u64>();
+            .fold(0, u64::saturating_add);
+        let used = usage
+            .containers
+            .values()
+            .chain(disk_empty_dirs(pod).filter_map(|(v, _)| usage.volumes.get(&v.name)))
+            .fold(0u64, |a, b| a.saturating_add(*b));
         if used > total {
             return Some(format!(
                 "Pod ephemeral local storage usage exceeds the total limit of containers {total}."
@@ -219,6 +220,13 @@ spec:
             // A memory-backed emptyDir is the kernel's to bound, not measured.
             (usage(&[("shm", 10 * MI)], &[]), None),
         ];
+        // Limits near the largest quantity add up without overflowing.
+        let containers: String = ["a", "b", "c"]
+            .iter()
+            .map(|n| format!("  - {{name: {n}, image: x, resources: {{limits: {{ephemeral-storage: 7Ei}}}}}}\n"))
+            .collect();
+        let huge = pod(&format!("spec:\n  containers:\n{containers}"));
+        assert_eq!(exceeded(&huge, &usage(&[], &[("a", MI)])), None);
         for (u, expected) in cases {
             assert_eq!(exceeded(&p, u).as_deref(), *expected, "{u:?}");
         }
