@@ -421,10 +421,11 @@ apiVersion: v1
 kind: Pod
 metadata: {name: hoarder}
 spec:
+  # Three near the largest quantity: their sum must not overflow.
   containers:
-  - name: c
-    image: busybox
-    resources: {limits: {ephemeral-storage: 200Gi}}
+  - {name: a, image: busybox, resources: {limits: {ephemeral-storage: 7Ei}}}
+  - {name: b, image: busybox, resources: {limits: {ephemeral-storage: 7Ei}}}
+  - {name: c, image: busybox, resources: {limits: {ephemeral-storage: 7Ei}}}
 ",
     );
     for (pod, why) in [

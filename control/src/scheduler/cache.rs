@@ -47,12 +47,13 @@ impl Request {
         let Some(spec) = pod.spec.as_ref() else {
             return Request::default();
         };
-        let [mut cpu, mut mem, mut storage] = [0; 3];
+        let [mut cpu, mut mem, mut storage] = [0i64; 3];
         for c in &spec.containers {
+            // Saturating: quantities are the user's, up to 8Ei each.
             let [c, m, s] = container_requests(c);
-            cpu += c;
-            mem += m;
-            storage += s;
+            cpu = cpu.saturating_add(c);
+            mem = mem.saturating_add(m);
+            storage = storage.saturating_add(s);
         }
         for c in spec.init_containers.iter().flatten() {
             let [c, m, s] = container_requests(c);
@@ -61,14 +62,11 @@ impl Request {
             storage = storage.max(s);
         }
         if let Some(overhead) = spec.overhead.as_ref() {
-            cpu += overhead
-                .get("cpu")
-                .and_then(|q| quantity::milli(&q.0))
-                .unwrap_or(0);
-            mem += overhead
-                .get("memory")
-                .and_then(|q| quantity::value(&q.0))
-                .unwrap_or(0);
+            let get = |k: &str, f: fn(&str) -> Option<i64>| {
+                overhead.get(k).and_then(|q| f(&q.0)).unwrap_or(0)
+            };
+            cpu = cpu.saturating_add(get("cpu", quantity::milli));
+            mem = mem.saturating_add(get("memory", quantity::value));
         }
         let host_ports = spec
             .containers
@@ -182,11 +180,15 @@ impl NodeInfo {
     pub fn add(&mut self, key: String, placed: Placed) {
         self.remove(&key);
         let (cpu, mem) = placed.request.non_zero();
-        self.requested_cpu_milli += placed.request.cpu_milli;
-        self.requested_memory += placed.request.memory;
-        self.requested_ephemeral_storage += placed.request.ephemeral_storage;
-        self.nonzero_cpu_milli += cpu;
-        self.nonzero_memory += mem;
+        self.requested_cpu_milli = self
+            .requested_cpu_milli
+            .saturating_add(placed.request.cpu_milli);
+        self.requested_memory = self.requested_memory.saturating_add(placed.request.memory);
+        self.requested_ephemeral_storage = self
+            .requested_ephemeral_storage
+            .saturating_add(placed.request.ephemeral_storage);
+        self.nonzero_cpu_milli = self.nonzero_cpu_milli.saturating_add(cpu);
+        self.nonzero_memory = self.nonzero_memory.saturating_add(mem);
         if let Some(o) = &placed.owner {
             *self.owners.entry(o.clone()).or_default() += 1;
         }
@@ -198,11 +200,15 @@ impl NodeInfo {
             return;
         };
         let (cpu, mem) = placed.request.non_zero();
-        self.requested_cpu_milli -= placed.request.cpu_milli;
-        self.requested_memory -= placed.request.memory;
-        self.requested_ephemeral_storage -= placed.request.ephemeral_storage;
-        self.nonzero_cpu_milli -= cpu;
-        self.nonzero_memory -= mem;
+        self.requested_cpu_milli = self
+            .requested_cpu_milli
+            .saturating_sub(placed.request.cpu_milli);
+        self.requested_memory = self.requested_memory.saturating_sub(placed.request.memory);
+        self.requested_ephemeral_storage = self
+            .requested_ephemeral_storage
+            .saturating_sub(placed.request.ephemeral_storage);
+        self.nonzero_cpu_milli = self.nonzero_cpu_milli.saturating_sub(cpu);
+        self.nonzero_memory = self.nonzero_memory.saturating_sub(mem);
         if let Some(o) = &placed.owner
             && let Some(n) = self.owners.get_mut(o)
         {

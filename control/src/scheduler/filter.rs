@@ -202,14 +202,16 @@ pub fn check(c: &Candidate, node: &NodeInfo, cache: &Cache) -> Option<String> {
     if node.pods.len() as i64 >= node.allocatable_pods {
         return Some("Too many pods".into());
     }
-    if node.requested_cpu_milli + c.request.cpu_milli > node.allocatable_cpu_milli {
+    if node.requested_cpu_milli.saturating_add(c.request.cpu_milli) > node.allocatable_cpu_milli {
         return Some("Insufficient cpu".into());
     }
-    if node.requested_memory + c.request.memory > node.allocatable_memory {
+    if node.requested_memory.saturating_add(c.request.memory) > node.allocatable_memory {
         return Some("Insufficient memory".into());
     }
     if c.request.ephemeral_storage > 0
-        && node.requested_ephemeral_storage + c.request.ephemeral_storage
+        && node
+            .requested_ephemeral_storage
+            .saturating_add(c.request.ephemeral_storage)
             > node.allocatable_ephemeral_storage
     {
         return Some("Insufficient ephemeral-storage".into());
