@@ -46,18 +46,6 @@ fn cluster(tag: &str, registry: &str, extra: &[&str]) -> Cluster {
     }
 }
 
-/// The messages of the events about the object `name`.
-fn events_of(s: &Server, name: &str) -> String {
-    s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "jsonpath={.items[*].message}",
-    ])
-}
-
 /// A layer with a symlink out of the rootfs and a whiteout through it
 /// (the unpacker once followed the link and deleted the host's file).
 #[test]
@@ -71,7 +59,7 @@ fn an_image_layer_cannot_delete_a_host_file_through_a_symlink() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: layer}}\nspec:\n  containers:\n  - {{name: c, image: \"{image}\"}}\n"
     ));
-    let events = || events_of(&s, "layer");
+    let events = || s.events_of("layer");
     assert!(
         eventually(WAIT, || {
             let e = events();
@@ -151,14 +139,8 @@ spec:
         "ln -s / /work/escape && mkdir -p /work/ok",
         "escape",
     ));
-    assert!(
-        eventually(WAIT, || s
-            .ok(&["get", "pod", "planted"])
-            .contains("CreateContainerConfigError")),
-        "{}",
-        s.ok(&["describe", "pod", "planted"])
-    );
-    let events = events_of(&s, "planted");
+    s.wait_pod_shows("planted", "CreateContainerConfigError", WAIT);
+    let events = s.events_of("planted");
     assert!(
         events.contains("subPath \"escape\" leads out of the volume"),
         "{events}"
@@ -169,11 +151,7 @@ spec:
         "mkdir -p /work/ok && echo hi > /work/ok/f",
         "ok",
     ));
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "pod", "inside"]).contains("Running")),
-        "{}",
-        s.ok(&["describe", "pod", "inside"])
-    );
+    s.wait_pod_shows("inside", "Running", WAIT);
     assert_eq!(s.ok(&["exec", "inside", "--", "cat", "/mnt/f"]), "hi\n");
 }
 
@@ -234,25 +212,13 @@ spec:
         ("missing", "profiles/none.json", "No such file"),
     ] {
         s.apply(&pod(name, file));
-        assert!(
-            eventually(WAIT, || s
-                .ok(&["get", "pod", name])
-                .contains("CreateContainerError")),
-            "{}",
-            s.ok(&["describe", "pod", name])
-        );
-        let events = events_of(&s, name);
+        s.wait_pod_shows(name, "CreateContainerError", WAIT);
+        let events = s.events_of(name);
         assert!(events.contains(why), "{name}: {events}");
     }
 
     s.apply(&pod("enforced", "profiles/no-mkdir.json"));
-    assert!(
-        eventually(WAIT, || s
-            .ok(&["get", "pod", "enforced"])
-            .contains("Running")),
-        "{}",
-        s.ok(&["describe", "pod", "enforced"])
-    );
+    s.wait_pod_shows("enforced", "Running", WAIT);
     let logs = s.ok(&["logs", "enforced"]);
     assert!(
         logs.contains("Operation not permitted") && !logs.contains("created"),
@@ -343,7 +309,7 @@ spec:
             s.ok(&["describe", "pod", pod])
         );
         assert_eq!(status(), format!("Failed Evicted {why}"));
-        assert!(events_of(&s, pod).contains(why), "{}", events_of(&s, pod));
+        assert!(s.events_of(pod).contains(why), "{}", s.events_of(pod));
     }
     // The evicted emptyDir's space is given back.
     let uid = s.ok(&[
@@ -407,11 +373,7 @@ spec:
     volumeMounts: [{{name: cfg, mountPath: /cfg}}]
 "#
     ));
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "pod", "reader"]).contains("Running")),
-        "{}",
-        s.ok(&["describe", "pod", "reader"])
-    );
+    s.wait_pod_shows("reader", "Running", WAIT);
     let victim_path = victim.display().to_string();
     for attack in [
         format!("rm /cfg/key && ln -s {victim_path} /cfg/key"),
@@ -786,11 +748,7 @@ fn look_alike_image_names_are_different_images() {
         ));
     };
     pod("first", &first);
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "pod", "first"]).contains("Running")),
-        "{}",
-        s.ok(&["describe", "pod", "first"])
-    );
+    s.wait_pod_shows("first", "Running", WAIT);
     pod("second", &second);
     assert!(
         eventually(WAIT, || {
@@ -805,7 +763,7 @@ fn look_alike_image_names_are_different_images() {
         !p.contains("Running"),
         "the second name ran the first image: {p}"
     );
-    let events = events_of(&s, "second");
+    let events = s.events_of("second");
     assert!(events.contains("leads out of the layer"), "{events}");
 }
 
@@ -1063,7 +1021,7 @@ fn a_registry_that_goes_silent_fails_the_pull() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: stalled}}\nspec:\n  containers:\n  - {{name: c, image: \"{registry}/stall:1\"}}\n"
     ));
-    let events = || events_of(&s, "stalled");
+    let events = || s.events_of("stalled");
     assert!(
         eventually(Duration::from_secs(150), || events()
             .contains("Failed to pull image")),
@@ -1272,11 +1230,7 @@ spec:
       sleep 3600
 "#
     ));
-    assert!(
-        eventually(WAIT, || s.ok(&["get", "pod", "chatty"]).contains("Running")),
-        "{}",
-        s.ok(&["describe", "pod", "chatty"])
-    );
+    s.wait_pod_shows("chatty", "Running", WAIT);
     let follow = s
         .command(&["logs", "-f", "chatty"])
         .stdout(std::process::Stdio::piped())

@@ -298,21 +298,8 @@ spec:
 "#,
         r = registry.address
     ));
-    assert!(
-        eventually(WAIT, || s
-            .ok(&["get", "pod", "wasm-escape"])
-            .contains("CreateContainerConfigError")),
-        "{}",
-        s.ok(&["describe", "pod", "wasm-escape"])
-    );
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=wasm-escape",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
+    s.wait_pod_shows("wasm-escape", "CreateContainerConfigError", WAIT);
+    let events = s.events_of("wasm-escape");
     assert!(
         events.contains("subPath \"escape\" leads out of the volume"),
         "{events}"

@@ -301,6 +301,28 @@ impl Server {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// The messages of the events about the object `name`.
+    pub fn events_of(&self, name: &str) -> String {
+        self.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    }
+
+    /// Waits up to `timeout` for `kubectl get pod <name>` to show `text`;
+    /// fails with the pod's description if it does not.
+    pub fn wait_pod_shows(&self, name: &str, text: &str, timeout: Duration) {
+        assert!(
+            eventually(timeout, || self.ok(&["get", "pod", name]).contains(text)),
+            "{name} never showed {text}: {}",
+            self.ok(&["describe", "pod", name])
+        );
+    }
+
     /// Applies a manifest given inline.
     pub fn apply(&self, manifest: &str) -> String {
         let out = self.kubectl_stdin(&["apply", "-f", "-"], manifest);
