@@ -591,8 +591,32 @@ spec:
 #[test]
 fn requests_without_a_valid_token_are_unauthorized() {
     let s = Server::start();
-    let err = s.fails(&["get", "pods", "--token", "not-the-token"]);
+    // The kubeconfig's cluster without its client certificate.
+    let tokens_only: String = std::fs::read_to_string(&s.kubeconfig)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = s.dir.path().join("tokens-only.kubeconfig");
+    std::fs::write(&config, tokens_only).unwrap();
+    let with_token = |token: &str| {
+        s.command(&["get", "pods", "--token", token])
+            .env("KUBECONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let out = with_token("not-the-token");
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("You must be logged in to the server"), "{err}");
+    // The admin token (beside the admin's certificate) still works.
+    let admin = std::fs::read_to_string(s.dir.path().join("pki/admin-token")).unwrap();
+    let out = with_token(admin.trim());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Health endpoints stay open, as in Kubernetes.
     let out = s.ok(&["get", "--raw", "/healthz"]);
     assert_eq!(out, "ok");

@@ -1245,8 +1245,10 @@ spec:
         out
     });
     assert!(
-        eventually(WAIT, || s.ok(&["logs", "chatty", "--tail", "1"])
-            == "done\n"),
+        eventually(WAIT, || s
+            .kubectl(&["logs", "chatty", "--tail", "1"])
+            .stdout
+            == b"done\n"),
         "{:?}",
         s.ok(&["logs", "chatty", "--tail", "3", "--limit-bytes", "300"])
     );

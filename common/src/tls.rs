@@ -17,21 +17,65 @@ use crate::conn;
 
 /// A rustls server configuration from PEM certificate chain and key.
 pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
+    build(cert_pem, key_pem, None)
+}
+
+/// The same, asking clients for a certificate and accepting one only when
+/// `client_ca_pem` signed it (clients without one still connect, and
+/// authenticate otherwise): kube-apiserver's `--client-ca-file`.
+pub fn server_config_with_client_ca(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<Arc<ServerConfig>, String> {
+    build(cert_pem, key_pem, Some(client_ca_pem))
+}
+
+fn build(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("reading certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| format!("reading private key: {e}"))?;
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("loading certificate: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                let c = c.map_err(|e| format!("reading the client CA: {e}"))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("loading the client CA: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("client verifier: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("loading certificate: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// The certificate a client presented and the server's verifier accepted
+/// (DER), in each request's extensions.
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub Arc<CertificateDer<'static>>);
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,10 +110,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        // Handlers see the client's address (axum's `ConnectInfo`).
-        let app = app
-            .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let app = app.clone();
         tokio::spawn(async move {
             let _counted = counted;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -87,6 +128,17 @@ pub async fn serve(
             // sniffing for HTTP/2's preface would wait, with no timeout, on
             // a client that sends nothing.
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let verified = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| ClientCertificate(Arc::new(c.clone().into_owned())));
+            // Handlers see the client's address (axum's `ConnectInfo`) and
+            // the certificate it proved it holds.
+            let app = app
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer)))
+                .layer(axum::Extension(verified));
             let io = TokioIo::new(stream);
             let service = TowerToHyperService::new(app);
             let served = if h2 {

@@ -2,6 +2,7 @@
 //! and the loops that run inside the control plane.
 
 pub mod api;
+pub mod authz;
 pub mod controllers;
 pub mod error;
 pub mod kinds;
@@ -15,4 +16,5 @@ pub mod scheduler;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod users;
 pub mod version;

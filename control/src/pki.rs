@@ -20,6 +20,8 @@ pub enum PkiError {
     Io { path: PathBuf, source: io::Error },
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
+    #[error("{0} groups asked for; a certificate carries at most {MAX_CERTIFICATE_GROUPS}")]
+    TooManyGroups(usize),
 }
 
 type Result<T> = std::result::Result<T, PkiError>;
@@ -32,6 +34,9 @@ pub struct Credentials {
     pub server_key_pem: String,
     pub admin_token: String,
     pub node_token: String,
+    /// The admin's client certificate (`CN=admin, O=system:masters`) and key.
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
 }
 
 fn read(path: &Path) -> Result<Option<String>> {
@@ -177,7 +182,24 @@ impl Credentials {
             &dir.join("node-token"),
             &format!("K10{}::node:", ca_hash(&ca_cert)),
         )?;
+        let (admin_cert, admin_key) =
+            match (read(&pki.join("admin.crt"))?, read(&pki.join("admin.key"))?) {
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    let (c, k) = client_certificate(
+                        &ca_cert,
+                        &ca_key,
+                        "admin",
+                        &["system:masters".to_string()],
+                    )?;
+                    write_private(&pki.join("admin.key"), &k)?;
+                    write_private(&pki.join("admin.crt"), &c)?;
+                    (c, k)
+                }
+            };
         Ok(Credentials {
+            admin_cert_pem: admin_cert,
+            admin_key_pem: admin_key,
             ca_cert_pem: ca_cert,
             ca_key_pem: ca_key,
             server_cert_pem: server_cert,
@@ -191,27 +213,12 @@ impl Credentials {
 
     /// A kubeconfig for the admin user against `server` (an `https://` URL).
     pub fn kubeconfig(&self, server: &str) -> String {
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_cert_pem);
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: peapod
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: admin
-  user:
-    token: {token}
-contexts:
-- name: peapod
-  context:
-    cluster: peapod
-    user: admin
-current-context: peapod
-",
-            token = self.admin_token
+        kubeconfig(
+            server,
+            &self.ca_cert_pem,
+            "admin",
+            &self.admin_cert_pem,
+            &self.admin_key_pem,
         )
     }
 
@@ -219,6 +226,76 @@ current-context: peapod
     pub fn write_kubeconfig(&self, path: &Path, server: &str) -> Result<()> {
         write_private(path, &self.kubeconfig(server))
     }
+}
+
+/// A kubeconfig for `user` against `server`, authenticating with a client
+/// certificate and key (PEM).
+pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: peapod
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user:?}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: peapod
+  context:
+    cluster: peapod
+    user: {user:?}
+current-context: peapod
+",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+    )
+}
+
+/// At most this many groups fit one certificate (one subject
+/// organization each, and rcgen writes one value per attribute type).
+pub const MAX_CERTIFICATE_GROUPS: usize = 2;
+
+/// A client certificate for `user` in `groups` (subject CN and O, as
+/// kube-apiserver reads them), signed by the cluster CA, valid a year.
+pub fn client_certificate(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    user: &str,
+    groups: &[String],
+) -> Result<(String, String)> {
+    if groups.len() > MAX_CERTIFICATE_GROUPS {
+        return Err(PkiError::TooManyGroups(groups.len()));
+    }
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, user);
+    // The second organization under its OID spelled out: a second entry
+    // of the same attribute type (rcgen keeps one per type).
+    let types = [
+        DnType::OrganizationName,
+        DnType::CustomDnType(vec![2, 5, 4, 10]),
+    ];
+    for (ty, group) in types.into_iter().zip(groups) {
+        dn.push(ty, group.as_str());
+    }
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // An hour back, for clocks a little behind; a year on, as kubeadm's.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// A serving certificate and key for node `name` at `ips`, signed by
@@ -261,7 +338,11 @@ mod tests {
         let c = Credentials::load_or_create(dir.path(), &["10.0.0.2".into()]).unwrap();
         assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
         assert_ne!(a.server_cert_pem, c.server_cert_pem);
-        assert!(a.kubeconfig("https://127.0.0.1:6443").contains("token: "));
+        assert_eq!(a.admin_cert_pem, b.admin_cert_pem);
+        assert!(
+            a.kubeconfig("https://127.0.0.1:6443")
+                .contains("client-certificate-data: ")
+        );
     }
 
     #[test]

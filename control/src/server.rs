@@ -75,8 +75,12 @@ impl ControlPlane {
                 )));
             }
         };
-        let objects = Objects::with_service_network(store, config.service_network.clone());
+        let objects = Objects::with_service_network(store.clone(), config.service_network.clone());
         bootstrap(&objects).await?;
+        crate::authz::bootstrap::ensure(&objects)
+            .await
+            .map_err(|e| ServerError::Config(format!("creating the bootstrap RBAC roles: {e}")))?;
+        let authorizer = crate::authz::Authorizer::new(crate::authz::Cache::start(store).await?);
 
         let listener =
             TcpListener::bind(config.listen)
@@ -105,7 +109,8 @@ impl ControlPlane {
         credentials.write_kubeconfig(&kubeconfig, &url)?;
 
         // The control plane's own loops authenticate with a token that lives
-        // only in this process.
+        // only in this process. They, and the nodes, still act as
+        // `system:masters` until each has its own least-privilege role.
         let controller_token: String = {
             use rand::Rng;
             let bytes: [u8; 24] = rand::rng().random();
@@ -116,7 +121,7 @@ impl ControlPlane {
                 &controller_token,
                 User {
                     name: "system:kube-controller-manager".into(),
-                    groups: vec!["system:authenticated".into()],
+                    groups: vec!["system:masters".into(), "system:authenticated".into()],
                 },
             )
             .with_token(
@@ -130,7 +135,11 @@ impl ControlPlane {
                 &credentials.node_token,
                 User {
                     name: "system:node-bootstrap".into(),
-                    groups: vec!["system:nodes".into(), "system:authenticated".into()],
+                    groups: vec![
+                        "system:nodes".into(),
+                        "system:masters".into(),
+                        "system:authenticated".into(),
+                    ],
                 },
             );
         let api = Arc::new(
@@ -142,13 +151,18 @@ impl ControlPlane {
                 credentials.node_token.clone(),
             )
             .with_watch_limit(config.max_watches_per_client)
+            .with_authorizer(authorizer)
             .with_node_issuer(crate::api::node_cert::Issuer {
                 ca_cert_pem: credentials.ca_cert_pem.clone(),
                 ca_key_pem: credentials.ca_key_pem.clone(),
             }),
         );
-        let tls = tls::server_config(&credentials.server_cert_pem, &credentials.server_key_pem)
-            .map_err(ServerError::Config)?;
+        let tls = tls::server_config_with_client_ca(
+            &credentials.server_cert_pem,
+            &credentials.server_key_pem,
+            &credentials.ca_cert_pem,
+        )
+        .map_err(ServerError::Config)?;
         let serving = tokio::spawn(tls::serve(listener, tls, api.clone().router()));
         tokio::spawn(crate::controllers::namespace::run(objects.clone()));
         crate::controllers::start(

@@ -28,6 +28,9 @@ pub enum Command {
     /// Work with images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print a kubeconfig for a user, with a client certificate the
+    /// cluster CA signs (bind roles to the user or group with RBAC).
+    Kubeconfig(KubeconfigArgs),
     /// (internal) Own one OCI container for the node agent.
     #[command(name = "oci-shim", hide = true)]
     OciShim(ShimArgs),
@@ -51,6 +54,22 @@ pub enum ImageCommand {
         #[arg(long)]
         creds: Option<String>,
     },
+}
+
+#[derive(Args, Clone)]
+pub struct KubeconfigArgs {
+    /// The server's data directory (where the cluster CA is).
+    #[arg(long, default_value = "/var/lib/peapod")]
+    pub data_dir: PathBuf,
+    /// The user name (the certificate's common name).
+    #[arg(long)]
+    pub user: String,
+    /// A group of the user (the certificate's organization); up to two.
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// The API server URL (default: the one in the admin kubeconfig).
+    #[arg(long)]
+    pub server: Option<String>,
 }
 
 #[derive(Args, Clone)]

@@ -71,6 +71,16 @@ impl Cli {
                 println!("pushed {reference} ({url})");
                 Ok(())
             }
+            Command::Kubeconfig(a) => {
+                let config = peapod_control::users::kubeconfig(
+                    &a.data_dir,
+                    &a.user,
+                    &a.groups,
+                    a.server.as_deref(),
+                )?;
+                print!("{config}");
+                Ok(())
+            }
             Command::OciShim(_) | Command::OciExec(_) => unreachable!("run by run_helper"),
         }
     }

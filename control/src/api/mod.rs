@@ -3,10 +3,12 @@
 //! to `objects`; this layer only speaks HTTP and the Kubernetes wire forms.
 
 pub mod auth;
+mod authorize;
 pub mod codec;
 mod discovery;
 mod encoded;
 mod hpa_v1;
+mod impersonate;
 mod metrics;
 pub mod node_cert;
 mod node_proxy;
@@ -14,6 +16,7 @@ mod params;
 mod path;
 mod protobuf;
 mod resource;
+mod review;
 mod scale;
 mod service_proxy;
 mod watch;
@@ -41,6 +44,8 @@ pub struct Api {
     pub catalog: &'static Catalog,
     pub schemas: &'static Schemas,
     pub auth: Auth,
+    /// Who may do what (RBAC; `system:masters` anything).
+    pub authorizer: crate::authz::Authorizer,
     /// `host:port` clients reach this server at, for `/api` discovery.
     pub server_address: String,
     /// The cluster CA, served at `/cacerts` for nodes to verify against their join token.
@@ -75,6 +80,7 @@ impl Api {
             catalog: Catalog::global(),
             schemas: Schemas::global(),
             auth,
+            authorizer: crate::authz::Authorizer::masters_only(),
             server_address,
             node_tls: node_proxy::tls_connector(&ca_pem),
             ca_pem,
@@ -88,6 +94,12 @@ impl Api {
     /// The same, issuing nodes' serving certificates with the cluster CA.
     pub fn with_node_issuer(mut self, issuer: node_cert::Issuer) -> Api {
         self.node_issuer = Some(issuer);
+        self
+    }
+
+    /// The same, authorizing requests with `authorizer`.
+    pub fn with_authorizer(mut self, authorizer: crate::authz::Authorizer) -> Api {
+        self.authorizer = authorizer;
         self
     }
 
@@ -108,10 +120,19 @@ async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
     let method = req.method().clone();
     let response = match public(&path, &api.ca_pem) {
         Some(r) => r,
-        None => match api.auth.authenticate(req.headers()) {
-            None => error_response(&ApiError::unauthorized()),
-            Some(user) => dispatch(&api, user, req).await,
-        },
+        None => {
+            let certificate = req
+                .extensions()
+                .get::<Option<peapod_common::tls::ClientCertificate>>()
+                .and_then(Option::as_ref);
+            match api.auth.authenticate(req.headers(), certificate) {
+                None => error_response(&ApiError::unauthorized()),
+                Some(caller) => match impersonate::user(&api.authorizer, caller, req.headers()) {
+                    Ok(user) => dispatch(&api, user, req).await,
+                    Err(e) => error_response(&e),
+                },
+            }
+        }
     };
     let took = started.elapsed();
     peapod_common::telemetry::Telemetry::global().api_request(
@@ -183,6 +204,10 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
         .to_string();
     let get = req.method() == Method::GET;
     let route = path::route(api.catalog, req.uri().path());
+    let wanted = authorize::of(&route, req.method(), req.uri().path(), req.uri().query());
+    if let Err(e) = api.authorizer.check(&user, &wanted) {
+        return error_response(&e);
+    }
     let not_get = || {
         error_response(&ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
@@ -229,6 +254,12 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
         Route::NotFound(message) => error_response(&ApiError::not_found_path(message)),
         Route::Resource(rp) if rp.rt.group == crate::resources::metrics::GROUP => {
             match metrics::handle(api, rp, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        }
+        Route::Resource(rp) if review::is_review(&rp) => {
+            match review::handle(api, &user, rp, req).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e),
             }

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_pb::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch, core::v1 as core,
-    networking::v1 as net,
+    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
+    autoscaling::v1 as autoscaling, batch::v1 as batch, core::v1 as core, networking::v1 as net,
+    rbac::v1 as rbac,
 };
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
@@ -105,8 +106,10 @@ impl<T: ToJson> ToJson for Vec<T> {
         if self.is_empty() {
             return Ok(Value::Null);
         }
+        // An empty string in a list is data (`apiGroups: [""]` is the
+        // core group), not an unset field.
         self.iter()
-            .map(ToJson::to_json)
+            .map(|v| v.to_json().map(|j| if j.is_null() { json!("") } else { j }))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array)
     }
@@ -353,6 +356,57 @@ message!(autoscaling::CrossVersionObjectReference, "CrossVersionObjectReference"
     kind => "kind", name => "name", api_version => "apiVersion",
 });
 
+message!(rbac::Role, "Role" { metadata => "metadata", rules => "rules" });
+message!(rbac::ClusterRole, "ClusterRole" {
+    metadata => "metadata", rules => "rules", aggregation_rule => "aggregationRule",
+});
+message!(rbac::AggregationRule, "AggregationRule" {
+    cluster_role_selectors => "clusterRoleSelectors",
+});
+message!(rbac::PolicyRule, "PolicyRule" {
+    verbs => "verbs", api_groups => "apiGroups", resources => "resources",
+    resource_names => "resourceNames", non_resource_ur_ls => "nonResourceURLs",
+});
+message!(rbac::RoleBinding, "RoleBinding" {
+    metadata => "metadata", subjects => "subjects", role_ref => "roleRef",
+});
+message!(rbac::ClusterRoleBinding, "ClusterRoleBinding" {
+    metadata => "metadata", subjects => "subjects", role_ref => "roleRef",
+});
+message!(rbac::Subject, "Subject" {
+    kind => "kind", api_group => "apiGroup", name => "name", namespace => "namespace",
+});
+message!(rbac::RoleRef, "RoleRef" { api_group => "apiGroup", kind => "kind", name => "name" });
+message!(authz::SelfSubjectAccessReview, "SelfSubjectAccessReview" {
+    metadata => "metadata", spec => "spec", status => _,
+});
+message!(authz::SelfSubjectAccessReviewSpec, "SelfSubjectAccessReviewSpec" {
+    resource_attributes => "resourceAttributes", non_resource_attributes => "nonResourceAttributes",
+});
+message!(authz::SelfSubjectRulesReview, "SelfSubjectRulesReview" {
+    metadata => "metadata", spec => "spec", status => _,
+});
+message!(authz::SelfSubjectRulesReviewSpec, "SelfSubjectRulesReviewSpec" {
+    namespace => "namespace",
+});
+message!(authz::SubjectAccessReview, "SubjectAccessReview" {
+    metadata => "metadata", spec => "spec", status => _,
+});
+message!(authz::LocalSubjectAccessReview, "LocalSubjectAccessReview" {
+    metadata => "metadata", spec => "spec", status => _,
+});
+message!(authz::SubjectAccessReviewSpec, "SubjectAccessReviewSpec" {
+    resource_attributes => "resourceAttributes", non_resource_attributes => "nonResourceAttributes",
+    user => "user", groups => "groups", extra => !, uid => "uid",
+});
+message!(authz::ResourceAttributes, "ResourceAttributes" {
+    namespace => "namespace", verb => "verb", group => "group", version => "version",
+    resource => "resource", subresource => "subresource", name => "name",
+    field_selector => !, label_selector => !,
+});
+message!(authz::NonResourceAttributes, "NonResourceAttributes" { path => "path", verb => "verb" });
+message!(authn::SelfSubjectReview, "SelfSubjectReview" { metadata => "metadata", status => _ });
+
 fn object<M: Message + Default + ToJson>(raw: &[u8]) -> Result<Value, String> {
     M::decode(raw)
         .map_err(|e| format!("invalid protobuf object: {e}"))?
@@ -384,6 +438,27 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         ("batch/v1", "Job") => object::<batch::Job>(&raw),
         ("batch/v1", "CronJob") => object::<batch::CronJob>(&raw),
         ("networking.k8s.io/v1", "Ingress") => object::<net::Ingress>(&raw),
+        ("rbac.authorization.k8s.io/v1", "Role") => object::<rbac::Role>(&raw),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => object::<rbac::ClusterRole>(&raw),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => object::<rbac::RoleBinding>(&raw),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            object::<rbac::ClusterRoleBinding>(&raw)
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            object::<authz::SelfSubjectAccessReview>(&raw)
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            object::<authz::SelfSubjectRulesReview>(&raw)
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            object::<authz::SubjectAccessReview>(&raw)
+        }
+        ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
+            object::<authz::LocalSubjectAccessReview>(&raw)
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            object::<authn::SelfSubjectReview>(&raw)
+        }
         ("autoscaling/v1", "HorizontalPodAutoscaler") => {
             object::<autoscaling::HorizontalPodAutoscaler>(&raw)
         }
@@ -510,7 +585,7 @@ mod tests {
         let e = decode(&envelope("batch/v1", "Job", job.encode_to_vec())).unwrap_err();
         assert_eq!(e.code, 415);
         assert!(e.message.contains("liveness_probe"), "{}", e.message);
-        let e = decode(&envelope("rbac.authorization.k8s.io/v1", "Role", vec![])).unwrap_err();
+        let e = decode(&envelope("storage.k8s.io/v1", "StorageClass", vec![])).unwrap_err();
         assert_eq!(e.code, 415);
         assert_eq!(decode(b"nope").unwrap_err().code, 400);
     }

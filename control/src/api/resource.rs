@@ -22,6 +22,8 @@ use crate::resources::{ResourceType, Subresource};
 /// The parts of a request a handler needs, with the body read.
 pub struct Call<'a> {
     pub api: &'a std::sync::Arc<Api>,
+    /// Who is asking (after impersonation).
+    pub user: &'a User,
     pub rt: &'static ResourceType,
     pub namespace: Option<String>,
     pub name: Option<String>,
@@ -65,11 +67,26 @@ impl Call<'_> {
     fn content_type(&self) -> &str {
         self.header(header::CONTENT_TYPE)
     }
+
+    /// Checks what only the caller's own rights decide beyond the verb:
+    /// that a role or binding grants nothing the caller does not hold.
+    pub fn admit(&self, object: &Value) -> ApiResult<()> {
+        if self.rt.group != "rbac.authorization.k8s.io" {
+            return Ok(());
+        }
+        crate::authz::escalation::check(
+            &self.api.authorizer,
+            self.user,
+            self.rt.plural,
+            self.namespace.as_deref().unwrap_or_default(),
+            object,
+        )
+    }
 }
 
 pub async fn handle(
     api: &std::sync::Arc<Api>,
-    _user: &User,
+    user: &User,
     rp: ResourcePath,
     req: Request,
 ) -> ApiResult<Response> {
@@ -103,6 +120,7 @@ pub async fn handle(
         .map(|c| c.0.ip());
     let call = Call {
         api,
+        user,
         rt: rp.rt,
         namespace: rp.namespace,
         name: rp.name,
@@ -241,6 +259,7 @@ async fn create(call: &Call<'_>) -> ApiResult<Response> {
     }
     let how = call.rendering()?;
     let (object, warnings) = body_object(call)?;
+    call.admit(&object)?;
     let created = call
         .api
         .objects
@@ -263,6 +282,9 @@ async fn create(call: &Call<'_>) -> ApiResult<Response> {
 async fn update(call: &Call<'_>, sub: Option<Subresource>) -> ApiResult<Response> {
     let how = call.rendering()?;
     let (object, warnings) = body_object(call)?;
+    if sub.is_none() {
+        call.admit(&object)?;
+    }
     let updated = call
         .api
         .objects
@@ -313,6 +335,7 @@ async fn patch(call: &Call<'_>, sub: Option<Subresource>) -> ApiResult<Response>
         match call.api.objects.get(target).await {
             Err(e) if e.code == 404 => {
                 let warnings = check_fields(call, &patch_value)?;
+                call.admit(&patch_value)?;
                 let created = call
                     .api
                     .objects
@@ -344,6 +367,9 @@ async fn patch(call: &Call<'_>, sub: Option<Subresource>) -> ApiResult<Response>
             let patched = patch::apply(kind, current, &patch_value, schema).map_err(patch_error)?;
             check_patched_revision(call, current, &patched)?;
             warnings = check_fields(call, &patched)?;
+            if sub.is_none() {
+                call.admit(&patched)?;
+            }
             Ok(patched)
         })
         .await?;

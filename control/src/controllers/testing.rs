@@ -38,7 +38,7 @@ impl Cluster {
             TOKEN,
             User {
                 name: "system:kube-controller-manager".into(),
-                groups: vec!["system:authenticated".into()],
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
             },
         );
         let api = Arc::new(crate::api::Api::new(

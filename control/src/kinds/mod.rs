@@ -39,8 +39,10 @@ mod node;
 mod persistent_volume;
 mod persistent_volume_claim;
 mod pod;
+mod rbac;
 mod replica_set;
 mod resource_quota;
+mod reviews;
 mod runtime_class;
 mod secret;
 mod service;
@@ -153,6 +155,15 @@ pub const REGISTRY: &[&dyn Kind] = &[
     &runtime_class::RuntimeClass,
     &lease::Lease,
     &endpoint_slice::EndpointSlice,
+    &rbac::Role,
+    &rbac::ClusterRole,
+    &rbac::RoleBinding,
+    &rbac::ClusterRoleBinding,
+    &reviews::SelfSubjectAccessReview,
+    &reviews::SelfSubjectRulesReview,
+    &reviews::SubjectAccessReview,
+    &reviews::LocalSubjectAccessReview,
+    &reviews::SelfSubjectReview,
     &knative::Service,
     &knative::Revision,
     &metrics::PodMetrics,

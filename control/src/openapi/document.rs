@@ -127,23 +127,76 @@ fn add_paths(paths: &mut Map<String, Value>, rt: &ResourceType, prefix: &str) {
         "pretty",
     ];
     let schema = rt.schema_name.as_str();
+    // Only the operations the resource serves (a review is create-only).
+    let served = |ops: Vec<(&str, Value)>| -> Value {
+        let kept: Map<String, Value> = ops
+            .into_iter()
+            .filter(|(verb, _)| rt.verbs.contains(verb))
+            .map(|(verb, op)| {
+                let method = match verb {
+                    "list" | "get" => "get",
+                    "create" => "post",
+                    "update" => "put",
+                    "deletecollection" | "delete" => "delete",
+                    other => other,
+                };
+                (method.to_string(), op)
+            })
+            .collect();
+        Value::Object(kept)
+    };
     paths.insert(
         base.clone(),
-        json!({
-            "get": operation(rt, "list", schema, &gvk, &["labelSelector", "fieldSelector", "limit", "continue", "watch", "resourceVersion", "timeoutSeconds"]),
-            "post": operation(rt, "post", schema, &gvk, &write_params),
-            "delete": operation(rt, "deletecollection", schema, &gvk, &["labelSelector", "fieldSelector"]),
-        }),
+        served(vec![
+            (
+                "list",
+                operation(
+                    rt,
+                    "list",
+                    schema,
+                    &gvk,
+                    &[
+                        "labelSelector",
+                        "fieldSelector",
+                        "limit",
+                        "continue",
+                        "watch",
+                        "resourceVersion",
+                        "timeoutSeconds",
+                    ],
+                ),
+            ),
+            ("create", operation(rt, "post", schema, &gvk, &write_params)),
+            (
+                "deletecollection",
+                operation(
+                    rt,
+                    "deletecollection",
+                    schema,
+                    &gvk,
+                    &["labelSelector", "fieldSelector"],
+                ),
+            ),
+        ]),
     );
-    paths.insert(
-        format!("{base}/{{name}}"),
-        json!({
-            "get": operation(rt, "get", schema, &gvk, &["pretty"]),
-            "put": operation(rt, "put", schema, &gvk, &write_params),
-            "patch": operation(rt, "patch", schema, &gvk, &patch_params),
-            "delete": operation(rt, "delete", schema, &gvk, &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
-        }),
-    );
+    let named = served(vec![
+        ("get", operation(rt, "get", schema, &gvk, &["pretty"])),
+        ("update", operation(rt, "put", schema, &gvk, &write_params)),
+        ("patch", operation(rt, "patch", schema, &gvk, &patch_params)),
+        (
+            "delete",
+            operation(
+                rt,
+                "delete",
+                schema,
+                &gvk,
+                &["dryRun", "gracePeriodSeconds", "propagationPolicy"],
+            ),
+        ),
+    ]);
+    if named.as_object().is_some_and(|m| !m.is_empty()) {
+        paths.insert(format!("{base}/{{name}}"), named);
+    }
     for sub in [Subresource::Status, Subresource::Scale] {
         if !rt.has(sub) {
             continue;

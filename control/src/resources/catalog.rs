@@ -62,6 +62,32 @@ where
     }
 }
 
+/// A resource that is only ever created and answered, never stored (the
+/// access and identity reviews): `create` is its one verb.
+pub fn created_only<T>(rules: &'static dyn Kind) -> ResourceType
+where
+    T: Resource + DeserializeOwned + Serialize + JsonSchema,
+    T::Scope: Scope,
+{
+    ResourceType {
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        list_kind: "",
+        plural: T::URL_PATH_SEGMENT,
+        singular: T::KIND.to_ascii_lowercase(),
+        namespaced: <T::Scope as Scope>::NAMESPACED,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: &["create"],
+        schema_name: T::schema_name().into_owned(),
+        schema: T::json_schema,
+        normalize: normalize::<T>,
+        rules,
+    }
+}
+
 /// Every served resource, with lookups by the names clients use.
 pub struct Catalog {
     types: Vec<ResourceType>,

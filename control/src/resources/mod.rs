@@ -45,7 +45,7 @@ pub mod metrics;
 pub mod table;
 pub mod validation;
 
-pub use catalog::{Catalog, served};
+pub use catalog::{Catalog, created_only, served};
 
 use schemars::{Schema, SchemaGenerator};
 use serde_json::Value;

@@ -26,6 +26,20 @@ fn label_shape(s: &str, first: impl Fn(char) -> bool) -> bool {
 }
 
 /// RFC 1123 label: namespaces, StatefulSets, container and port names.
+/// kube-apiserver's `ValidatePathSegmentName`, for kinds whose names
+/// need only be usable in a URL path (RBAC roles and bindings, which
+/// carry colons: `system:discovery`).
+pub fn path_segment(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|bad| s.contains(*bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+        .collect()
+}
+
 pub fn dns1123_label(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 63 {
