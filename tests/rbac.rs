@@ -143,6 +143,48 @@ fn a_viewer_reads_gets_kube_apiservers_403_on_writes_and_can_i_agrees() {
         list.contains("deployments.apps") && !list.contains("secrets"),
         "{list}"
     );
+    // A ClusterRole labelled to aggregate into view adds to it, object and rights.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widgets-view
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
+rules:
+- apiGroups: [example.com]
+  resources: [widgets]
+  verbs: [get, list]
+"#,
+    );
+    assert!(eventually(WAIT, || s
+        .ok(&["get", "clusterrole", "view", "-o", "yaml"])
+        .contains("widgets")));
+    // (Asked directly: kubectl's can-i sends an undiscovered resource
+    // under the core group.)
+    let may_list_widgets = || {
+        let mut child = alice
+            .server
+            .command(&["create", "-o", "jsonpath={.status.allowed}", "-f", "-"])
+            .env("KUBECONFIG", &alice.config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                br#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"group": "example.com", "resource": "widgets",
+                "verb": "list", "namespace": "default"}}}"#,
+            )
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout) == "true"
+    };
+    assert!(eventually(WAIT, may_list_widgets));
     // The admin may do anything; asked about alice, the server answers for her.
     assert_eq!(s.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
     let out = s.kubectl(&["auth", "can-i", "list", "pods", "--as=alice"]);
@@ -407,4 +449,159 @@ fn without_credentials_a_client_is_anonymous_and_a_foreign_certificate_is_nobody
     assert!(!out.status.success(), "a foreign certificate was accepted");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tls: unknown certificate"), "{err}");
+}
+
+/// kubectl with the server's cluster and CA, authenticating with `token` only.
+fn with_token(s: &Server, token: &str, args: &[&str]) -> Output {
+    let path = s.dir.path().join("token-only.kubeconfig");
+    if !path.exists() {
+        let config: String = std::fs::read_to_string(&s.kubeconfig)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, config).unwrap();
+    }
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    s.command(&all).env("KUBECONFIG", &path).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_service_account_token_acts_as_its_account_until_what_it_is_bound_to_is_gone() {
+    let s = Server::start();
+    s.ok(&["create", "namespace", "team"]);
+    s.ok(&["create", "serviceaccount", "bot", "-n", "team"]);
+    s.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list",
+        "--resource=pods",
+        "-n",
+        "team",
+    ]);
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "bot-reads",
+        "--role=pod-reader",
+        "--serviceaccount=team:bot",
+        "-n",
+        "team",
+    ]);
+    let token = s
+        .ok(&["create", "token", "bot", "-n", "team"])
+        .trim()
+        .to_string();
+    assert!(eventually(WAIT, || with_token(
+        &s,
+        &token,
+        &["get", "pods", "-n", "team"]
+    )
+    .status
+    .success()));
+    let who =
+        String::from_utf8_lossy(&with_token(&s, &token, &["auth", "whoami"]).stdout).into_owned();
+    assert!(
+        who.contains("system:serviceaccount:team:bot")
+            && who.contains("system:serviceaccounts:team"),
+        "{who}"
+    );
+    let other = with_token(&s, &token, &["get", "pods", "-n", "default"]);
+    assert!(
+        stderr(&other).contains(r#"User "system:serviceaccount:team:bot" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{}",
+        stderr(&other)
+    );
+    // The API server answers a TokenReview for it.
+    let review = s.kubectl_stdin(
+        &["create", "-o", "json", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {{"token": "{token}"}}}}"#
+        ),
+    );
+    let review = String::from_utf8_lossy(&review.stdout);
+    assert!(
+        review.contains(r#""authenticated": true"#)
+            && review.contains("system:serviceaccount:team:bot"),
+        "{review}"
+    );
+    // Its account may read the issuer's keys, for verifiers outside the cluster.
+    let jwks = with_token(&s, &token, &["get", "--raw", "/openid/v1/jwks"]);
+    assert!(
+        String::from_utf8_lossy(&jwks.stdout).contains(r#""alg":"ES256""#),
+        "{}",
+        stderr(&jwks)
+    );
+    // Tokens for another audience, edited, or too short-lived are refused.
+    let vault = s.ok(&["create", "token", "bot", "-n", "team", "--audience=vault"]);
+    let out = with_token(&s, vault.trim(), &["get", "pods", "-n", "team"]);
+    assert!(
+        stderr(&out).contains("You must be logged in"),
+        "{}",
+        stderr(&out)
+    );
+    let forged = format!("{token}x");
+    assert!(
+        !with_token(&s, &forged, &["get", "pods", "-n", "team"])
+            .status
+            .success()
+    );
+    let err = s.fails(&["create", "token", "bot", "-n", "team", "--duration=5m"]);
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
+    // A token bound to a Secret ends with it; any token with its account.
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "holder",
+        "--from-literal=a=b",
+        "-n",
+        "team",
+    ]);
+    let bound = s
+        .ok(&[
+            "create",
+            "token",
+            "bot",
+            "-n",
+            "team",
+            "--bound-object-kind=Secret",
+            "--bound-object-name=holder",
+        ])
+        .trim()
+        .to_string();
+    assert!(
+        with_token(&s, &bound, &["get", "pods", "-n", "team"])
+            .status
+            .success()
+    );
+    s.ok(&["delete", "secret", "holder", "-n", "team"]);
+    let out = with_token(&s, &bound, &["get", "pods", "-n", "team"]);
+    assert!(
+        stderr(&out).contains("You must be logged in"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        with_token(&s, &token, &["get", "pods", "-n", "team"])
+            .status
+            .success()
+    );
+    s.ok(&["delete", "serviceaccount", "bot", "-n", "team"]);
+    let out = with_token(&s, &token, &["get", "pods", "-n", "team"]);
+    assert!(
+        stderr(&out).contains("You must be logged in"),
+        "{}",
+        stderr(&out)
+    );
 }

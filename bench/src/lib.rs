@@ -69,14 +69,36 @@ impl Server {
     }
 
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        let config = kube::config::Kubeconfig::read_from(self.dir.path().join("kubeconfig"))?;
-        let config = kube::Config::from_custom_kubeconfig(
-            config,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        Ok(kube::Client::try_from(config)?)
+        client_from(&self.dir.path().join("kubeconfig")).await
     }
+
+    /// A client for `user` in `groups`, with a certificate from
+    /// `peapod kubeconfig` (RBAC decides what it may do).
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<kube::Client> {
+        let mut cmd = Command::new(peapod_binary());
+        cmd.args(["kubeconfig", "--user", user, "--data-dir"])
+            .arg(self.dir.path());
+        for g in groups {
+            cmd.args(["--group", g]);
+        }
+        let out = cmd.output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "peapod kubeconfig: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = self.dir.path().join(format!("{user}.kubeconfig"));
+        std::fs::write(&path, out.stdout)?;
+        client_from(&path).await
+    }
+}
+
+async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let config = kube::config::Kubeconfig::read_from(path)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 impl Drop for Server {

@@ -16,5 +16,6 @@ pub mod scheduler;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod tokens;
 pub mod users;
 pub mod version;

@@ -37,6 +37,8 @@ pub struct Credentials {
     /// The admin's client certificate (`CN=admin, O=system:masters`) and key.
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// Signs ServiceAccount tokens (`crate::tokens`).
+    pub sa_key_pem: String,
 }
 
 fn read(path: &Path) -> Result<Option<String>> {
@@ -197,7 +199,16 @@ impl Credentials {
                     (c, k)
                 }
             };
+        let sa_key = match read(&pki.join("sa.key"))? {
+            Some(k) => k,
+            None => {
+                let k = KeyPair::generate()?.serialize_pem();
+                write_private(&pki.join("sa.key"), &k)?;
+                k
+            }
+        };
         Ok(Credentials {
+            sa_key_pem: sa_key,
             admin_cert_pem: admin_cert,
             admin_key_pem: admin_key,
             ca_cert_pem: ca_cert,

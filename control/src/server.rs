@@ -152,6 +152,10 @@ impl ControlPlane {
             )
             .with_watch_limit(config.max_watches_per_client)
             .with_authorizer(authorizer)
+            .with_tokens(
+                crate::tokens::Signer::from_pem(&credentials.sa_key_pem)
+                    .map_err(|e| ServerError::Config(e.to_string()))?,
+            )
             .with_node_issuer(crate::api::node_cert::Issuer {
                 ca_cert_pem: credentials.ca_cert_pem.clone(),
                 ca_key_pem: credentials.ca_key_pem.clone(),

@@ -267,7 +267,7 @@ pub struct ServerArgs {
     pub scale_to_zero_grace_period: u64,
     /// A control-plane loop not to run here (scheduler, deployment,
     /// replicaset, statefulset, daemonset, job, cronjob, garbagecollector,
-    /// nodeipam, nodelifecycle); repeatable.
+    /// nodeipam, nodelifecycle, clusterrole-aggregation); repeatable.
     #[arg(long = "disable-controller")]
     pub disable_controllers: Vec<String>,
     /// Watches one client address may hold open; more get 429.

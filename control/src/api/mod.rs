@@ -18,6 +18,7 @@ mod protobuf;
 mod resource;
 mod review;
 mod scale;
+mod service_account_token;
 mod service_proxy;
 mod watch;
 
@@ -44,6 +45,8 @@ pub struct Api {
     pub catalog: &'static Catalog,
     pub schemas: &'static Schemas,
     pub auth: Auth,
+    /// Signs and checks ServiceAccount tokens, when this server issues them.
+    pub tokens: Option<Arc<crate::tokens::Signer>>,
     /// Who may do what (RBAC; `system:masters` anything).
     pub authorizer: crate::authz::Authorizer,
     /// `host:port` clients reach this server at, for `/api` discovery.
@@ -81,6 +84,7 @@ impl Api {
             schemas: Schemas::global(),
             auth,
             authorizer: crate::authz::Authorizer::masters_only(),
+            tokens: None,
             server_address,
             node_tls: node_proxy::tls_connector(&ca_pem),
             ca_pem,
@@ -100,6 +104,12 @@ impl Api {
     /// The same, authorizing requests with `authorizer`.
     pub fn with_authorizer(mut self, authorizer: crate::authz::Authorizer) -> Api {
         self.authorizer = authorizer;
+        self
+    }
+
+    /// The same, issuing and accepting ServiceAccount tokens `signer` signs.
+    pub fn with_tokens(mut self, signer: crate::tokens::Signer) -> Api {
+        self.tokens = Some(Arc::new(signer));
         self
     }
 
@@ -125,7 +135,11 @@ async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
                 .extensions()
                 .get::<Option<peapod_common::tls::ClientCertificate>>()
                 .and_then(Option::as_ref);
-            match api.auth.authenticate(req.headers(), certificate) {
+            let found = match api.auth.authenticate(req.headers(), certificate) {
+                Some(user) => Some(user),
+                None => service_account_token::user(&api, req.headers()).await,
+            };
+            match found {
                 None => error_response(&ApiError::unauthorized()),
                 Some(caller) => match impersonate::user(&api.authorizer, caller, req.headers()) {
                     Ok(user) => dispatch(&api, user, req).await,
@@ -244,6 +258,21 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
                 "the server could not find the OpenAPI document {doc}"
             ))),
         },
+        Route::NotFound(_)
+            if get
+                && matches!(
+                    req.uri().path().trim_end_matches('/'),
+                    "/.well-known/openid-configuration" | "/openid/v1/jwks"
+                )
+                && api.tokens.is_some() =>
+        {
+            let signer = api.tokens.as_ref().expect("checked");
+            if req.uri().path().starts_with("/openid") {
+                json_response(StatusCode::OK, &signer.jwks())
+            } else {
+                json_response(StatusCode::OK, &signer.openid_configuration())
+            }
+        }
         Route::NotFound(_) if get && req.uri().path() == "/metrics" => bytes_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",

@@ -406,6 +406,16 @@ message!(authz::ResourceAttributes, "ResourceAttributes" {
 });
 message!(authz::NonResourceAttributes, "NonResourceAttributes" { path => "path", verb => "verb" });
 message!(authn::SelfSubjectReview, "SelfSubjectReview" { metadata => "metadata", status => _ });
+message!(authn::TokenRequest, "TokenRequest" { metadata => "metadata", spec => "spec", status => _ });
+message!(authn::TokenRequestSpec, "TokenRequestSpec" {
+    audiences => "audiences", expiration_seconds => "expirationSeconds",
+    bound_object_ref => "boundObjectRef",
+});
+message!(authn::BoundObjectReference, "BoundObjectReference" {
+    kind => "kind", api_version => "apiVersion", name => "name", u_id => "uid",
+});
+message!(authn::TokenReview, "TokenReview" { metadata => "metadata", spec => "spec", status => _ });
+message!(authn::TokenReviewSpec, "TokenReviewSpec" { token => "token", audiences => "audiences" });
 
 fn object<M: Message + Default + ToJson>(raw: &[u8]) -> Result<Value, String> {
     M::decode(raw)
@@ -456,6 +466,8 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
             object::<authz::LocalSubjectAccessReview>(&raw)
         }
+        ("authentication.k8s.io/v1", "TokenRequest") => object::<authn::TokenRequest>(&raw),
+        ("authentication.k8s.io/v1", "TokenReview") => object::<authn::TokenReview>(&raw),
         ("authentication.k8s.io/v1", "SelfSubjectReview") => {
             object::<authn::SelfSubjectReview>(&raw)
         }

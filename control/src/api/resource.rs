@@ -140,6 +140,7 @@ pub async fn handle(
         (Method::POST, false, None) => create(&call).await,
         (Method::POST, true, Some(Binding)) => bind(&call).await,
         (Method::POST, true, Some(Eviction)) => evict(&call).await,
+        (Method::POST, true, Some(Token)) => super::service_account_token::create(&call).await,
         (Method::PUT, true, Some(sub @ (Status | Finalize))) => update(&call, Some(sub)).await,
         (Method::PUT, true, None) => update(&call, None).await,
         (Method::PUT, true, Some(Scale)) => scale::update(&call).await,

@@ -54,6 +54,40 @@ pub async fn handle(
         |errors: Vec<FieldError>| ApiError::invalid_kind(rp.rt.group, rp.rt.kind, "", &errors);
     let status = match rp.rt.kind {
         "SelfSubjectReview" => json!({"userInfo": {"username": user.name, "groups": user.groups}}),
+        "TokenReview" => {
+            let token = review
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let asked: Vec<String> = review
+                .pointer("/spec/audiences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let audiences: Vec<&str> = if asked.is_empty() {
+                vec![crate::tokens::ISSUER]
+            } else {
+                asked.iter().map(String::as_str).collect()
+            };
+            match super::service_account_token::verify(api, token, &audiences).await {
+                Some(claims) => {
+                    let who = claims.user();
+                    let found: Vec<&String> = claims
+                        .aud
+                        .iter()
+                        .filter(|a| audiences.contains(&a.as_str()))
+                        .collect();
+                    json!({"authenticated": true,
+                        "user": {"username": who.name, "uid": claims.kubernetes.serviceaccount.uid, "groups": who.groups},
+                        "audiences": found})
+                }
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            }
+        }
         "SelfSubjectRulesReview" => {
             let ns = review
                 .pointer("/spec/namespace")

@@ -290,6 +290,19 @@ pub fn cluster_roles() -> Vec<Value> {
                 ),
             ],
         ),
+        cluster_role(
+            "system:service-account-issuer-discovery",
+            &[],
+            vec![paths(
+                &[
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+                &["get"],
+            )],
+        ),
         cluster_role("system:aggregate-to-admin", &[TO_ADMIN], admin_rules()),
         cluster_role(
             "system:aggregate-to-edit",
@@ -358,6 +371,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &["system:authenticated"],
         ),
         binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            &["system:serviceaccounts"],
+        ),
+        binding(
             "system:public-info-viewer",
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
@@ -414,12 +432,17 @@ pub async fn ensure(objects: &crate::objects::Objects) -> Result<(), crate::erro
         let stored = objects.get(target).await?;
         // Compared in the stored (normalized) form.
         let object = (rt.normalize)(object).unwrap_or_default();
-        let owned = ["rules", "aggregationRule", "roleRef", "subjects"];
+        // An aggregated role's rules are the aggregation controller's.
+        let owned: &[&str] = if object.get("aggregationRule").is_some() {
+            &["aggregationRule"]
+        } else {
+            &["rules", "aggregationRule", "roleRef", "subjects"]
+        };
         if !may_update(&stored) || owned.iter().all(|f| stored.get(*f) == object.get(*f)) {
             continue;
         }
         let mut updated = (*stored).clone();
-        for f in owned {
+        for f in owned.iter().copied() {
             match object.get(f) {
                 Some(v) => updated[f] = v.clone(),
                 None => {

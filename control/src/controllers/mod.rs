@@ -3,6 +3,7 @@
 
 mod autoscaler;
 pub mod client;
+mod clusterrole_aggregation;
 pub mod common;
 mod cronjob;
 mod daemonset;
@@ -110,6 +111,12 @@ pub fn start(client: kube::Client, settings: Settings) {
             knative::run_revisions(ctx.clone()),
         ));
         loops.spawn(named("autoscaler", autoscaler::run(ctx.clone())));
+    }
+    if enabled("clusterrole-aggregation") {
+        loops.spawn(named(
+            "clusterrole-aggregation",
+            clusterrole_aggregation::run(ctx.clone()),
+        ));
     }
     if enabled("nodeipam") {
         loops.spawn(named("nodeipam", nodeipam::run(ctx.clone())));

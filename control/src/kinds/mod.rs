@@ -164,6 +164,7 @@ pub const REGISTRY: &[&dyn Kind] = &[
     &reviews::SubjectAccessReview,
     &reviews::LocalSubjectAccessReview,
     &reviews::SelfSubjectReview,
+    &reviews::TokenReview,
     &knative::Service,
     &knative::Revision,
     &metrics::PodMetrics,

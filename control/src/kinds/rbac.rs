@@ -316,3 +316,75 @@ impl Kind for ClusterRoleBinding {
         binding_row(o)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(kind: &dyn Kind, object: Value, old: Option<Value>) -> Vec<String> {
+        let mut errs = Errors::default();
+        kind.validate(&object, old.as_ref(), &mut errs);
+        errs.0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn rules_need_verbs_and_a_target_and_roles_no_paths() {
+        let bad = json!({"rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": []},
+            {"verbs": ["get"]},
+            {"nonResourceURLs": ["/healthz"], "verbs": ["get"]},
+        ]});
+        let role = errors(&Role, bad.clone(), None);
+        assert!(
+            role.iter().any(|e| e.contains("rules[0].verbs")),
+            "{role:?}"
+        );
+        assert!(
+            role.iter().any(|e| e.contains("rules[1].apiGroups")),
+            "{role:?}"
+        );
+        assert!(
+            role.iter()
+                .any(|e| e.contains("namespaced rules cannot apply to non-resource URLs")),
+            "{role:?}"
+        );
+        let cluster = errors(&ClusterRole, bad, None);
+        assert!(
+            !cluster.iter().any(|e| e.contains("rules[2]")),
+            "{cluster:?}"
+        );
+    }
+
+    #[test]
+    fn bindings_name_a_role_of_rbac_and_proper_subjects() {
+        let mut b = json!({
+            "roleRef": {"kind": "Role", "name": "r"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "bot"}],
+        });
+        RoleBinding.defaults(&mut b);
+        assert_eq!(b["roleRef"]["apiGroup"], GROUP);
+        assert_eq!(b["subjects"][0]["apiGroup"], GROUP);
+        assert!(errors(&RoleBinding, b.clone(), None).is_empty());
+        // A ClusterRoleBinding binds only ClusterRoles, and its service
+        // accounts need a namespace.
+        let cluster = errors(&ClusterRoleBinding, b.clone(), None);
+        assert!(
+            cluster.iter().any(|e| e.contains("roleRef.kind")),
+            "{cluster:?}"
+        );
+        assert!(
+            cluster.iter().any(|e| e.contains("subjects[1].namespace")),
+            "{cluster:?}"
+        );
+        let mut changed = b.clone();
+        changed["roleRef"]["name"] = json!("other");
+        let update = errors(&RoleBinding, changed, Some(b));
+        assert!(
+            update.iter().any(|e| e.contains("cannot change roleRef")),
+            "{update:?}"
+        );
+        let odd = json!({"roleRef": {"apiGroup": GROUP, "kind": "Role", "name": "r"},
+            "subjects": [{"kind": "Robot", "name": "x"}]});
+        assert!(!errors(&RoleBinding, odd, None).is_empty());
+    }
+}

@@ -51,3 +51,12 @@ impl Kind for SelfSubjectReview {
         vec![created_only::<authn::SelfSubjectReview>(self)]
     }
 }
+
+#[derive(Debug)]
+pub struct TokenReview;
+
+impl Kind for TokenReview {
+    fn resources(&'static self) -> Vec<ResourceType> {
+        vec![created_only::<authn::TokenReview>(self)]
+    }
+}

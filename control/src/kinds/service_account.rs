@@ -5,14 +5,19 @@ use serde_json::Value;
 
 use super::{Kind, NONE};
 use crate::resources::table::{AGE, Column, NAME, Row};
-use crate::resources::{ResourceType, served};
+use crate::resources::{ResourceType, Subresource, served};
 
 #[derive(Debug)]
 pub struct ServiceAccount;
 
 impl Kind for ServiceAccount {
     fn resources(&'static self) -> Vec<ResourceType> {
-        vec![served::<core::ServiceAccount>(self, &["sa"], NONE, &[])]
+        vec![served::<core::ServiceAccount>(
+            self,
+            &["sa"],
+            NONE,
+            &[Subresource::Token],
+        )]
     }
 
     fn columns(&self) -> Vec<Column> {

@@ -63,6 +63,7 @@ pub enum Subresource {
     PortForward,
     Proxy,
     Finalize,
+    Token,
 }
 
 impl Subresource {
@@ -78,6 +79,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Proxy => "proxy",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 
@@ -92,6 +94,7 @@ impl Subresource {
             Subresource::Attach => Some(("", "v1", "PodAttachOptions")),
             Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
             Subresource::Proxy => Some(("", "v1", "PodProxyOptions")),
+            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
             Subresource::Status | Subresource::Log | Subresource::Finalize => None,
         }
     }
@@ -99,7 +102,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
                 &["create", "get"]
@@ -125,6 +128,7 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
     Subresource::PortForward,
     Subresource::Proxy,
     Subresource::Finalize,
+    Subresource::Token,
 ];
 
 /// One served resource: a kind at a group-version.
