@@ -591,15 +591,7 @@ spec:
 #[test]
 fn requests_without_a_valid_token_are_unauthorized() {
     let s = Server::start();
-    // The kubeconfig's cluster without its client certificate.
-    let tokens_only: String = std::fs::read_to_string(&s.kubeconfig)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let config = s.dir.path().join("tokens-only.kubeconfig");
-    std::fs::write(&config, tokens_only).unwrap();
+    let config = s.kubeconfig_without_credentials();
     let with_token = |token: &str| {
         s.command(&["get", "pods", "--token", token])
             .env("KUBECONFIG", &config)

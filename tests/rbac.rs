@@ -426,14 +426,7 @@ fn without_credentials_a_client_is_anonymous_and_a_foreign_certificate_is_nobody
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let forged = s.dir.path().join("forged.kubeconfig");
-    let config: String = std::fs::read_to_string(&s.kubeconfig)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&forged, config).unwrap();
+    let forged = s.kubeconfig_without_credentials();
     let out = s
         .command(&[
             "get",
@@ -453,16 +446,7 @@ fn without_credentials_a_client_is_anonymous_and_a_foreign_certificate_is_nobody
 
 /// kubectl with the server's cluster and CA, authenticating with `token` only.
 fn with_token(s: &Server, token: &str, args: &[&str]) -> Output {
-    let path = s.dir.path().join("token-only.kubeconfig");
-    if !path.exists() {
-        let config: String = std::fs::read_to_string(&s.kubeconfig)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        std::fs::write(&path, config).unwrap();
-    }
+    let path = s.kubeconfig_without_credentials();
     let mut all = vec!["--token", token];
     all.extend_from_slice(args);
     s.command(&all).env("KUBECONFIG", &path).output().unwrap()

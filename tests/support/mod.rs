@@ -225,6 +225,24 @@ impl Server {
         cmd
     }
 
+    /// A kubeconfig with the admin's cluster and CA but no credential
+    /// (for requests that bring their own, or none), written once.
+    pub fn kubeconfig_without_credentials(&self) -> PathBuf {
+        let path = self.dir.path().join("no-credentials.kubeconfig");
+        if !path.exists() {
+            let config: String = std::fs::read_to_string(&self.kubeconfig)
+                .expect("the kubeconfig")
+                .lines()
+                .filter(|l| {
+                    !l.contains("client-certificate-data") && !l.contains("client-key-data")
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&path, config).expect("write a kubeconfig");
+        }
+        path
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run kubectl")
     }

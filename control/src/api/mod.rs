@@ -218,9 +218,12 @@ async fn dispatch(api: &Arc<Api>, user: User, req: Request) -> Response {
         .to_string();
     let get = req.method() == Method::GET;
     let route = path::route(api.catalog, req.uri().path());
-    let wanted = authorize::of(&route, req.method(), req.uri().path(), req.uri().query());
-    if let Err(e) = api.authorizer.check(&user, &wanted) {
-        return error_response(&e);
+    // `system:masters` is never evaluated: its requests skip naming their attributes.
+    if !crate::authz::is_master(&user) {
+        let wanted = authorize::of(&route, req.method(), req.uri().path(), req.uri().query());
+        if let Err(e) = api.authorizer.check(&user, &wanted) {
+            return error_response(&e);
+        }
     }
     let not_get = || {
         error_response(&ApiError::method_not_allowed(

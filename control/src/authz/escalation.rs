@@ -5,7 +5,7 @@
 //! RoleBindings could make themselves cluster-admin.
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Attributes, Authorizer, is_master};
 use crate::api::auth::User;
@@ -14,15 +14,24 @@ use crate::error::ApiError;
 const GROUP: &str = "rbac.authorization.k8s.io";
 
 fn forbidden(plural: &str, name: &str, why: String) -> ApiError {
-    let qualified = format!("{plural}.{GROUP}");
-    let message = if name.is_empty() {
-        format!("{qualified} is forbidden: {why}")
+    super::resource_forbidden(GROUP, plural, name, &why)
+}
+
+/// `Ok` when `user` holds every right of `wanted` in `namespace`.
+fn holds(
+    authz: &Authorizer,
+    user: &User,
+    namespace: &str,
+    wanted: &[PolicyRule],
+    plural: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let held = authz.index().rules_for(user, namespace);
+    let missing = super::rules::uncovered(&held, wanted);
+    if missing.is_empty() {
+        Ok(())
     } else {
-        format!("{qualified} {name:?} is forbidden: {why}")
-    };
-    ApiError {
-        details: Some(json!({"name": name, "group": GROUP, "kind": plural})),
-        ..ApiError::forbidden(message)
+        Err(forbidden(plural, name, not_held(user, &missing)))
     }
 }
 
@@ -78,13 +87,7 @@ pub fn check(
                 .get("rules")
                 .and_then(|r| serde_json::from_value(r.clone()).ok())
                 .unwrap_or_default();
-            let held = authz.index().rules_for(user, namespace);
-            let missing = super::rules::uncovered(&held, &wanted);
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(forbidden(plural, name, not_held(user, &missing)))
-            }
+            holds(authz, user, namespace, &wanted, plural, name)
         }
         "rolebindings" | "clusterrolebindings" => {
             let kind = object
@@ -112,13 +115,7 @@ pub fn check(
                     ),
                 ));
             };
-            let held = authz.index().rules_for(user, namespace);
-            let missing = super::rules::uncovered(&held, &wanted);
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(forbidden(plural, name, not_held(user, &missing)))
-            }
+            holds(authz, user, namespace, &wanted, plural, name)
         }
         _ => Ok(()),
     }

@@ -71,25 +71,29 @@ pub fn forbidden(user: &User, a: &Attributes) -> ApiError {
             resource,
             name,
             ..
-        } => {
-            let qualified = if group.is_empty() {
-                resource.clone()
-            } else {
-                format!("{resource}.{group}")
-            };
-            let message = if name.is_empty() {
-                format!("{qualified} is forbidden: {why}")
-            } else {
-                format!("{qualified} {name:?} is forbidden: {why}")
-            };
-            let mut details = json!({"group": group, "kind": resource});
-            if !name.is_empty() {
-                details["name"] = json!(name);
-            }
-            ApiError {
-                details: Some(details),
-                ..ApiError::forbidden(message)
-            }
-        }
+        } => resource_forbidden(group, resource, name, &why),
+    }
+}
+
+/// A `Forbidden` about one resource (one object when `name` is given):
+/// `<resource>[.<group>] ["name"] is forbidden: <why>`.
+pub fn resource_forbidden(group: &str, resource: &str, name: &str, why: &str) -> ApiError {
+    let qualified = if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    };
+    let message = if name.is_empty() {
+        format!("{qualified} is forbidden: {why}")
+    } else {
+        format!("{qualified} {name:?} is forbidden: {why}")
+    };
+    let mut details = json!({"group": group, "kind": resource});
+    if !name.is_empty() {
+        details["name"] = json!(name);
+    }
+    ApiError {
+        details: Some(details),
+        ..ApiError::forbidden(message)
     }
 }
