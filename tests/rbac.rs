@@ -191,6 +191,23 @@ rules:
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
     let out = s.kubectl(&["auth", "can-i", "create", "pods", "--as=alice"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    // A LocalSubjectAccessReview answers in its namespace, and is no
+    // cluster-wide question.
+    let local = r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
+        "metadata": {"namespace": "default"}, "spec": {"user": "alice",
+        "resourceAttributes": {"verb": "list", "resource": "pods"}}}"#;
+    let path = "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews";
+    let answer = s.kubectl_stdin(&["create", "--raw", path, "-f", "-"], local);
+    assert!(
+        String::from_utf8_lossy(&answer.stdout).contains(r#""allowed":true"#),
+        "{answer:?}"
+    );
+    let cluster = "/apis/authorization.k8s.io/v1/localsubjectaccessreviews";
+    let answer = s.kubectl_stdin(&["create", "--raw", cluster, "-f", "-"], local);
+    assert!(
+        String::from_utf8_lossy(&answer.stderr).contains("NotFound"),
+        "{answer:?}"
+    );
     // Unbound, the rights are gone.
     s.ok(&["delete", "clusterrolebinding", "alice-view"]);
     assert!(eventually(WAIT, || !alice

@@ -170,6 +170,38 @@ fn wasm_pods_serve_run_and_are_contained() {
         s.ok(&["logs", "reader"])
             .starts_with("/data/input.txt: 3 lines\n")
     );
+    // A Wasm container gets its ServiceAccount volume as a preopened
+    // directory, at the path in-cluster clients read.
+    let reader = sample("read-volume.yaml", &registry.address);
+    let image = reader
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .expect("the sample's image");
+    s.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: token-reader}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: reader
+    image: {image}
+    args: ["/var/run/secrets/kubernetes.io/serviceaccount/namespace"]
+"#
+    ));
+    assert!(
+        eventually(
+            WAIT,
+            || status(&s, "token-reader")["state"]["terminated"]["exitCode"] == 0
+        ),
+        "{}",
+        s.ok(&["describe", "pod", "token-reader"])
+    );
+    assert_eq!(
+        s.ok(&["logs", "token-reader"]),
+        "/var/run/secrets/kubernetes.io/serviceaccount/namespace: 1 lines\n> default\n"
+    );
 
     // Contained: the memory bomb is OOM killed and restarted; the endless
     // loop runs on while the function keeps answering promptly.

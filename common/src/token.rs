@@ -8,9 +8,12 @@ pub fn matches(expected: &str, given: &str) -> bool {
     expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
-/// The token of an `Authorization: Bearer <token>` header value.
+/// The token of an `Authorization: Bearer <token>` header value. The
+/// scheme is case-insensitive (RFC 7235; the Python client sends `bearer`).
 pub fn bearer(authorization: &str) -> Option<&str> {
-    authorization.strip_prefix("Bearer ").map(str::trim)
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -24,6 +27,8 @@ mod tests {
         assert!(!matches("s3cret", "s3cret-and-more"));
         assert!(!matches("s3cret", ""));
         assert_eq!(bearer("Bearer abc "), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
         assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
     }
 }

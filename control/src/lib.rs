@@ -1,6 +1,7 @@
 //! Peapod's control plane: the Kubernetes API server, the store behind it,
 //! and the loops that run inside the control plane.
 
+pub mod admission;
 pub mod api;
 pub mod authz;
 pub mod controllers;

@@ -102,7 +102,13 @@ impl ControlPlane {
             "https://{}",
             SocketAddr::new(host.parse().expect("an IP"), address.port())
         );
-        let mut names = vec![host, address.ip().to_string()];
+        // In-cluster clients reach the API at the `kubernetes` Service's IP
+        // and check the certificate names it.
+        let mut names = vec![
+            host,
+            address.ip().to_string(),
+            config.service_network.api_service_ip().to_string(),
+        ];
         names.extend(config.tls_sans.iter().cloned());
         let credentials = Credentials::load_or_create(&config.data_dir, &names)?;
         let kubeconfig = config.data_dir.join("kubeconfig");
@@ -169,9 +175,11 @@ impl ControlPlane {
         .map_err(ServerError::Config)?;
         let serving = tokio::spawn(tls::serve(listener, tls, api.clone().router()));
         tokio::spawn(crate::controllers::namespace::run(objects.clone()));
+        let mut settings = config.controllers.clone();
+        settings.root_ca_pem = credentials.ca_cert_pem.clone();
         crate::controllers::start(
             crate::controllers::client::in_process(api.clone(), &controller_token),
-            config.controllers.clone(),
+            settings,
         );
         api_service(&objects, address).await?;
         tracing::info!("API server listening on {url}");
@@ -351,6 +359,10 @@ pub(crate) async fn bootstrap(objects: &Objects) -> Result<(), ServerError> {
                 )));
             }
         }
+        // Pods may be created here before the namespace controller runs.
+        crate::controllers::namespace::ensure_default_service_account(objects, name)
+            .await
+            .map_err(|e| ServerError::Config(format!("creating {name}/default: {e}")))?;
     }
     Ok(())
 }

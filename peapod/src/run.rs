@@ -113,6 +113,8 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             node_cidr_mask_size: args.node_cidr_mask_size,
             domain: args.domain.clone(),
             scale_to_zero_grace_period: Duration::from_secs(args.scale_to_zero_grace_period),
+            // Filled in by the server from its CA.
+            root_ca_pem: String::new(),
         },
     })
 }

@@ -37,6 +37,13 @@ pub async fn handle(
             "the server does not allow this method on the requested resource",
         ));
     }
+    // A local review lives in a namespace: there is none to create at the
+    // cluster path (kube-apiserver serves only lists there).
+    if rp.rt.namespaced && rp.namespace.is_none() {
+        return Err(ApiError::not_found_path(
+            "the server could not find the requested resource",
+        ));
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -18,6 +18,7 @@ mod node_stats;
 mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+mod root_ca_publisher;
 mod runner;
 mod statefulset;
 #[cfg(test)]
@@ -26,6 +27,8 @@ mod testing;
 use std::time::Duration;
 
 use peapod_common::events::Recorder;
+
+pub use root_ca_publisher::ROOT_CA_CONFIG_MAP;
 
 /// Settings of the controllers, from the server's flags.
 #[derive(Clone, Debug)]
@@ -45,6 +48,8 @@ pub struct Settings {
     pub domain: String,
     /// How long a function goes without requests before it scales to zero.
     pub scale_to_zero_grace_period: Duration,
+    /// The cluster CA (PEM) published to every namespace; empty: none.
+    pub root_ca_pem: String,
 }
 
 impl Default for Settings {
@@ -57,6 +62,7 @@ impl Default for Settings {
             node_cidr_mask_size: 24,
             domain: "example.com".into(),
             scale_to_zero_grace_period: Duration::from_secs(30),
+            root_ca_pem: String::new(),
         }
     }
 }
@@ -116,6 +122,12 @@ pub fn start(client: kube::Client, settings: Settings) {
         loops.spawn(named(
             "clusterrole-aggregation",
             clusterrole_aggregation::run(ctx.clone()),
+        ));
+    }
+    if enabled("root-ca-cert-publisher") {
+        loops.spawn(named(
+            "root-ca-cert-publisher",
+            root_ca_publisher::run(ctx.clone()),
         ));
     }
     if enabled("nodeipam") {

@@ -110,7 +110,8 @@ async fn reconcile(objects: &Objects, ns: &Value) -> ApiResult<()> {
     }
 }
 
-async fn ensure_default_service_account(objects: &Objects, namespace: &str) -> ApiResult<()> {
+/// Makes the `default` ServiceAccount of `namespace` unless it exists.
+pub async fn ensure_default_service_account(objects: &Objects, namespace: &str) -> ApiResult<()> {
     let Some(sa) = objects.catalog().lookup("", "v1", "serviceaccounts") else {
         return Ok(());
     };

@@ -38,6 +38,7 @@ impl Objects {
         }
         lifecycle::prepare_create(rt, &mut object);
         defaults::apply(rt, &mut object);
+        crate::admission::admit_create(self, rt, &mut object).await?;
         let services = self.services.clone();
         let _allocating = if super::services::is_service(rt) {
             Some(services.lock.lock().await)

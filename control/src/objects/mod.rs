@@ -10,6 +10,7 @@ mod list;
 pub mod services;
 mod update;
 
+pub use create::random_suffix;
 pub use delete::{DeleteOptions, Deleted, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation};
 pub use list::{ListOptions, ListResult, filter_watch};
 

@@ -22,6 +22,10 @@ async fn namespace(o: &Objects, name: &str) {
     )
     .await
     .unwrap();
+    // What the namespace controller adds, which pods run as.
+    crate::controllers::namespace::ensure_default_service_account(o, name)
+        .await
+        .unwrap();
 }
 
 fn deployment(name: &str, image: &str) -> Value {

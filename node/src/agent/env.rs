@@ -16,6 +16,8 @@ pub type Data = BTreeMap<String, Vec<u8>>;
 pub struct Sources {
     pub config_maps: HashMap<String, Option<Data>>,
     pub secrets: HashMap<String, Option<Data>>,
+    /// The pod's projected ServiceAccount tokens.
+    pub tokens: super::sa_token::Tokens,
 }
 
 /// What the pod refers to, to be fetched before containers start.

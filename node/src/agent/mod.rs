@@ -18,6 +18,7 @@ mod registration;
 mod run;
 mod rundir;
 mod runtime;
+mod sa_token;
 pub mod sandbox;
 mod seccomp;
 mod server;

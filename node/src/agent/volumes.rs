@@ -30,6 +30,8 @@ pub enum VolumeError {
         name: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Token(String),
     #[error("volume {0} has a type this node does not support")]
     Unsupported(String),
 }
@@ -327,6 +329,13 @@ fn prepare_one(
                     None if c.optional.unwrap_or(false) => {}
                     None => return Err(VolumeError::MissingSecret(c.name.clone())),
                 }
+            }
+            if let Some(t) = &s.service_account_token {
+                let token = sources
+                    .tokens
+                    .get(&super::sa_token::key(t))
+                    .map_err(VolumeError::Token)?;
+                files.push((t.path.clone(), token.to_vec(), default_mode));
             }
             if let Some(d) = &s.downward_api {
                 files.extend(downward_files(

@@ -143,8 +143,53 @@ fn volumes(spec: &Value, path: &str, errs: &mut Errors) -> HashSet<String> {
                 "may not specify more than 1 volume type",
             ));
         }
+        let projections = v["projected"]["sources"].as_array().into_iter().flatten();
+        for (j, source) in projections.enumerate() {
+            let token = &source["serviceAccountToken"];
+            if token.is_object() {
+                let tp = format!("{p}.projected.sources[{j}].serviceAccountToken");
+                token_projection(token, &tp, errs);
+            }
+        }
     }
     seen
+}
+
+/// A projected ServiceAccount token: a file name in the volume, and a
+/// lifetime the TokenRequest API grants.
+fn token_projection(token: &Value, path: &str, errs: &mut Errors) {
+    let file = token["path"].as_str().unwrap_or_default();
+    if file.is_empty() {
+        errs.push(FieldError::required(format!("{path}.path"), ""));
+    } else if file.starts_with('/') {
+        errs.push(FieldError::invalid(
+            format!("{path}.path"),
+            &json!(file),
+            "must be a relative path",
+        ));
+    } else if file.split('/').any(|c| c == "..") {
+        errs.push(FieldError::invalid(
+            format!("{path}.path"),
+            &json!(file),
+            "must not contain '..'",
+        ));
+    }
+    if let Some(seconds) = token["expirationSeconds"].as_i64() {
+        let detail = if seconds < 600 {
+            Some("may not specify a duration less than 10 minutes")
+        } else if seconds > 1 << 32 {
+            Some("may not specify a duration larger than 2^32 seconds")
+        } else {
+            None
+        };
+        if let Some(detail) = detail {
+            errs.push(FieldError::invalid(
+                format!("{path}.expirationSeconds"),
+                &json!(seconds),
+                detail,
+            ));
+        }
+    }
 }
 
 fn container(

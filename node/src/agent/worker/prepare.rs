@@ -14,7 +14,13 @@ impl Worker {
     /// Creates the sandbox and volumes if they are not there yet.
     pub(super) async fn ensure_sandbox(&mut self) -> Result<(), (String, String)> {
         let (maps, secrets) = crate::agent::env::references(&self.pod);
+        let tokens = std::mem::take(&mut self.sources.tokens);
         self.sources = self.node.fetch_sources(&self.ns(), &maps, &secrets).await;
+        self.sources.tokens = tokens;
+        self.sources
+            .tokens
+            .refresh(&self.node.client, &self.pod)
+            .await;
         self.credentials = self.node.pull_credentials(&self.pod).await;
         if self.sandbox.is_none() {
             let hostname = sandbox::hostname(&self.pod);
@@ -81,6 +87,10 @@ impl Worker {
         for (name, data) in fresh.secrets.into_iter().filter(|(_, d)| d.is_some()) {
             self.sources.secrets.insert(name, data);
         }
+        self.sources
+            .tokens
+            .refresh(&self.node.client, &self.pod)
+            .await;
         if let Err(e) = volumes::refresh(&self.pod, &self.dir, &self.sources, &self.addresses()) {
             tracing::debug!(
                 "pod {}/{}: refreshing volumes: {e}",
