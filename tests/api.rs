@@ -460,10 +460,11 @@ fn watch_sees_added_modified_and_deleted() {
 #[test]
 fn label_selectors_equality_and_set_based() {
     let s = Server::start();
+    // (`set=s` keeps out the namespace's own kube-root-ca.crt.)
     for (name, labels) in [
-        ("a", "env=prod,tier=web"),
-        ("b", "env=dev,tier=web"),
-        ("c", "env=prod"),
+        ("a", "set=s,env=prod,tier=web"),
+        ("b", "set=s,env=dev,tier=web"),
+        ("c", "set=s,env=prod"),
     ] {
         s.ok(&["create", "configmap", name]);
         let mut args = vec!["label", "configmap", name];
@@ -475,7 +476,7 @@ fn label_selectors_equality_and_set_based() {
             "get",
             "cm",
             "-l",
-            sel,
+            &format!("set=s,{sel}"),
             "-o",
             "jsonpath={.items[*].metadata.name}",
         ])
