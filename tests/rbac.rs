@@ -606,3 +606,54 @@ fn a_service_account_token_acts_as_its_account_until_what_it_is_bound_to_is_gone
         stderr(&out)
     );
 }
+
+#[test]
+fn controllers_act_with_their_own_least_privilege_roles() {
+    let s = Server::start();
+    let can = |args: &[&str]| {
+        let out = s.kubectl(&[&["auth", "can-i"], args].concat());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let rs = "--as=system:serviceaccount:kube-system:replicaset-controller";
+    assert_eq!(can(&["create", "pods", rs, "-n", "any"]), "yes");
+    assert_eq!(can(&["get", "secrets", rs, "-n", "any"]), "no");
+    assert_eq!(can(&["delete", "nodes", rs]), "no");
+    let scheduler = "--as=system:kube-scheduler";
+    assert_eq!(
+        can(&["create", "pods", "--subresource=binding", scheduler]),
+        "yes"
+    );
+    assert_eq!(can(&["create", "pods", scheduler]), "no");
+    // The ReplicaSet controller makes pods only while its role is bound.
+    let binding = "system:controller:replicaset-controller";
+    let saved = s.ok(&["get", "clusterrolebinding", binding, "-o", "json"]);
+    s.ok(&["delete", "clusterrolebinding", binding]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=2",
+    ]);
+    assert!(eventually(WAIT, || s
+        .ok(&["get", "replicasets", "-o", "name"])
+        .contains("web-")));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.ok(&["get", "pods", "-o", "name"]), "", "no pods unbound");
+    let mut restored: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let meta = restored["metadata"].as_object_mut().unwrap();
+    for field in ["resourceVersion", "uid", "creationTimestamp"] {
+        meta.remove(field);
+    }
+    s.kubectl_stdin(&["create", "-f", "-"], &restored.to_string());
+    s.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    assert!(
+        eventually(WAIT, || s
+            .ok(&["get", "pods", "-o", "name"])
+            .lines()
+            .count()
+            == 3),
+        "{}",
+        s.ok(&["get", "pods"])
+    );
+}

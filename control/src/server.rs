@@ -114,22 +114,39 @@ impl ControlPlane {
         let kubeconfig = config.data_dir.join("kubeconfig");
         credentials.write_kubeconfig(&kubeconfig, &url)?;
 
-        // The control plane's own loops authenticate with a token that lives
-        // only in this process. They, and the nodes, still act as
-        // `system:masters` until each has its own least-privilege role.
-        let controller_token: String = {
+        // The control plane's own loops authenticate with tokens that live
+        // only in this process, each as its own identity with its own
+        // least-privilege role (`authz/bootstrap/controllers.rs`). The
+        // nodes still act as `system:masters`.
+        use crate::controllers::accounts;
+        let random_token = || -> String {
             use rand::Rng;
             let bytes: [u8; 24] = rand::rng().random();
             bytes.iter().map(|b| format!("{b:02x}")).collect()
         };
-        let auth = Auth::new()
-            .with_token(
-                &controller_token,
+        let mut loop_tokens = std::collections::HashMap::new();
+        let mut auth = Auth::new();
+        for account in accounts::ACCOUNTS {
+            let token = random_token();
+            auth = auth.with_token(
+                &token,
                 User {
-                    name: "system:kube-controller-manager".into(),
-                    groups: vec!["system:masters".into(), "system:authenticated".into()],
+                    name: accounts::user_name(account),
+                    groups: accounts::groups(),
                 },
-            )
+            );
+            loop_tokens.insert(account.to_string(), token);
+        }
+        let scheduler_token = random_token();
+        auth = auth.with_token(
+            &scheduler_token,
+            User {
+                name: accounts::SCHEDULER.into(),
+                groups: vec!["system:authenticated".into()],
+            },
+        );
+        loop_tokens.insert(accounts::SCHEDULER.to_string(), scheduler_token);
+        let auth = auth
             .with_token(
                 &credentials.admin_token,
                 User {
@@ -177,10 +194,11 @@ impl ControlPlane {
         tokio::spawn(crate::controllers::namespace::run(objects.clone()));
         let mut settings = config.controllers.clone();
         settings.root_ca_pem = credentials.ca_cert_pem.clone();
-        crate::controllers::start(
-            crate::controllers::client::in_process(api.clone(), &controller_token),
-            settings,
-        );
+        let client_for = |identity: &str| {
+            let token = loop_tokens.get(identity).expect("every loop has a token");
+            crate::controllers::client::in_process(api.clone(), token)
+        };
+        crate::controllers::start(&client_for, settings);
         api_service(&objects, address).await?;
         tracing::info!("API server listening on {url}");
         Ok(ControlPlane {

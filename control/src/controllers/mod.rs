@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use peapod_common::events::Recorder;
 
+pub use crate::authz::bootstrap::controllers as accounts;
 pub use root_ca_publisher::ROOT_CA_CONFIG_MAP;
 
 /// Settings of the controllers, from the server's flags.
@@ -74,69 +75,90 @@ pub struct Context {
     pub settings: Settings,
 }
 
-/// Starts every controller and the scheduler on `client`.
-pub fn start(client: kube::Client, settings: Settings) {
-    let ctx = std::sync::Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), "controller-manager"),
-        settings,
-    });
-    let enabled = |name: &str| !ctx.settings.disabled.iter().any(|d| d == name);
+/// Starts every controller and the scheduler, each on the client
+/// `client_for` gives its identity (a controller account of
+/// [`accounts`], or the scheduler's user).
+pub fn start(client_for: &dyn Fn(&str) -> kube::Client, settings: Settings) {
+    let ctx = |account: &str| {
+        let client = client_for(account);
+        std::sync::Arc::new(Context {
+            recorder: Recorder::new(client.clone(), "controller-manager"),
+            client,
+            settings: settings.clone(),
+        })
+    };
+    let enabled = |name: &str| !settings.disabled.iter().any(|d| d == name);
     let mut loops = tokio::task::JoinSet::new();
     if enabled("replicaset") {
-        loops.spawn(named("replicaset", replicaset::run(ctx.clone())));
+        loops.spawn(named(
+            "replicaset",
+            replicaset::run(ctx(accounts::REPLICASET)),
+        ));
     }
     if enabled("deployment") {
-        loops.spawn(named("deployment", deployment::run(ctx.clone())));
+        loops.spawn(named(
+            "deployment",
+            deployment::run(ctx(accounts::DEPLOYMENT)),
+        ));
     }
     if enabled("statefulset") {
-        loops.spawn(named("statefulset", statefulset::run(ctx.clone())));
+        loops.spawn(named(
+            "statefulset",
+            statefulset::run(ctx(accounts::STATEFULSET)),
+        ));
     }
     if enabled("daemonset") {
-        loops.spawn(named("daemonset", daemonset::run(ctx.clone())));
+        loops.spawn(named("daemonset", daemonset::run(ctx(accounts::DAEMONSET))));
     }
     if enabled("job") {
-        loops.spawn(named("job", job::run(ctx.clone())));
+        loops.spawn(named("job", job::run(ctx(accounts::JOB))));
     }
     if enabled("cronjob") {
-        loops.spawn(named("cronjob", cronjob::run(ctx.clone())));
+        loops.spawn(named("cronjob", cronjob::run(ctx(accounts::CRONJOB))));
     }
     if enabled("garbagecollector") {
-        loops.spawn(named("gc", gc::run(ctx.clone())));
+        loops.spawn(named("gc", gc::run(ctx(accounts::GARBAGE_COLLECTOR))));
     }
     if enabled("endpoints") {
-        loops.spawn(named("endpoints", endpoints::run(ctx.clone())));
+        loops.spawn(named("endpoints", endpoints::run(ctx(accounts::ENDPOINTS))));
     }
     if enabled("horizontalpodautoscaling") {
-        loops.spawn(named("hpa", hpa::run(ctx.clone())));
+        loops.spawn(named("hpa", hpa::run(ctx(accounts::HPA))));
     }
     if enabled("knative") {
-        loops.spawn(named("knative service", knative::run_services(ctx.clone())));
+        loops.spawn(named(
+            "knative service",
+            knative::run_services(ctx(accounts::KNATIVE)),
+        ));
         loops.spawn(named(
             "knative revision",
-            knative::run_revisions(ctx.clone()),
+            knative::run_revisions(ctx(accounts::KNATIVE)),
         ));
-        loops.spawn(named("autoscaler", autoscaler::run(ctx.clone())));
+        loops.spawn(named("autoscaler", autoscaler::run(ctx(accounts::KNATIVE))));
     }
     if enabled("clusterrole-aggregation") {
         loops.spawn(named(
             "clusterrole-aggregation",
-            clusterrole_aggregation::run(ctx.clone()),
+            clusterrole_aggregation::run(ctx(accounts::AGGREGATION)),
         ));
     }
     if enabled("root-ca-cert-publisher") {
         loops.spawn(named(
             "root-ca-cert-publisher",
-            root_ca_publisher::run(ctx.clone()),
+            root_ca_publisher::run(ctx(accounts::ROOT_CA)),
         ));
     }
     if enabled("nodeipam") {
-        loops.spawn(named("nodeipam", nodeipam::run(ctx.clone())));
+        loops.spawn(named("nodeipam", nodeipam::run(ctx(accounts::NODE_IPAM))));
     }
     if enabled("nodelifecycle") {
-        loops.spawn(named("nodelifecycle", nodelifecycle::run(ctx.clone())));
+        loops.spawn(named(
+            "nodelifecycle",
+            nodelifecycle::run(ctx(accounts::NODE_LIFECYCLE)),
+        ));
     }
     if enabled("scheduler") {
+        let client = client_for(accounts::SCHEDULER);
         let recorder = Recorder::new(client.clone(), crate::scheduler::SCHEDULER_NAME);
         loops.spawn(named("scheduler", crate::scheduler::run(client, recorder)));
     }

@@ -2,7 +2,10 @@
 //! bootstrap policy creates them: `cluster-admin` for `system:masters`,
 //! discovery, basic-user and public-info-viewer for everyone, and the
 //! user-facing `admin`, `edit` and `view`, aggregated from the
-//! `system:aggregate-to-*` roles (and any role a user labels so).
+//! `system:aggregate-to-*` roles (and any role a user labels so); the
+//! control plane's own loops' roles are in `controllers.rs`.
+
+pub mod controllers;
 
 use serde_json::{Value, json};
 
@@ -313,6 +316,7 @@ pub fn cluster_roles() -> Vec<Value> {
         aggregated("edit", &[TO_ADMIN], "edit"),
         aggregated("view", &[TO_EDIT], "view"),
     ];
+    out.extend(controllers::cluster_roles());
     fill_aggregates(&mut out);
     out
 }
@@ -371,6 +375,9 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &["system:authenticated", "system:unauthenticated"],
         ),
     ]
+    .into_iter()
+    .chain(controllers::cluster_role_bindings())
+    .collect()
 }
 
 /// Whether a stored bootstrap object may be brought up to date (its
