@@ -11,8 +11,6 @@ use crate::error::ApiResult;
 use crate::objects::Objects;
 use crate::resources::ResourceType;
 
-pub use service_account::{TOKEN_MOUNT_PATH, TOKEN_VOLUME_PREFIX};
-
 /// Runs the admission plugins for a create of `object` (of `rt`).
 pub async fn admit_create(
     objects: &Objects,

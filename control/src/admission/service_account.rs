@@ -104,23 +104,20 @@ async fn lookup(objects: &Objects, namespace: &str, name: &str) -> ApiResult<Val
 /// Adds the token volume (unless one is there) and mounts it in every
 /// container that has nothing mounted at [`TOKEN_MOUNT_PATH`].
 fn mount_token(spec: &mut Value) {
-    let existing = spec["volumes"]
+    let taken: Vec<String> = spec["volumes"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|v| v["name"].as_str())
+        .filter_map(|v| v["name"].as_str().map(String::from))
+        .collect();
+    let existing = taken
+        .iter()
         .find(|n| n.starts_with(TOKEN_VOLUME_PREFIX))
-        .map(String::from);
+        .cloned();
     let volume = existing.clone().unwrap_or_else(|| {
-        let taken: Vec<&str> = spec["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v["name"].as_str())
-            .collect();
         loop {
             let n = format!("{TOKEN_VOLUME_PREFIX}{}", crate::objects::random_suffix(5));
-            if !taken.contains(&n.as_str()) {
+            if !taken.contains(&n) {
                 break n;
             }
         }
